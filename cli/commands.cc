@@ -1,0 +1,39 @@
+#include "cli/command.h"
+#include "cli/subcommands.h"
+
+namespace orrery::cli {
+
+const std::vector<Command>& Commands() {
+  static const std::vector<Command> kCommands = {
+      {"quickstart", "the default job: best plan for Llama-3-70B on 64 H100s, simulated",
+       RunQuickstart, ""},
+      {"models", "list model presets, or describe one (preset or HF config.json)", RunModels, ""},
+      {"clusters", "list cluster presets, or describe one (preset or cluster.json)", RunClusters,
+       ""},
+      {"plan", "check a parallel plan against its model and cluster, print it as JSON", RunPlan,
+       ""},
+      {"discover", "describe this machine (or an hwloc / nvidia-smi export) as a cluster spec",
+       nullptr, "topology discovery, issue #3"},
+      {"collective", "time a collective on a cluster, in nccl-tests' columns", nullptr,
+       "the cost model, issue #4"},
+      {"simulate", "simulate one training iteration of a plan: time, memory, timeline", nullptr,
+       "the discrete-event simulator, issue #5"},
+      {"search", "search the fastest plan that fits memory", nullptr, "the search, issue #6"},
+      {"profile", "measure operators and collectives on this machine", nullptr,
+       "the executor, issue #7"},
+      {"execute", "run a plan's training iterations for real (MPI + Eigen, or NCCL + cuBLAS)",
+       nullptr, "the executor, issue #7"},
+      {"calibrate", "fit the cost model to measurements", nullptr, "calibration, issue #8"},
+      {"validate", "run a plan and compare the simulator's prediction with the measurement",
+       nullptr, "calibration, issue #8"},
+      {"tune", "profile, calibrate, search, execute and re-plan until the plan is stable",
+       nullptr, "calibration, issue #8"},
+      {"capacity", "what-if sweep over hypothetical clusters: time, cost, bounds", nullptr,
+       "capacity planning, issue #9"},
+      {"export", "write a plan as Megatron-LM arguments, a DeepSpeed or Galvatron config",
+       nullptr, "plan export, with the search (issue #6)"},
+  };
+  return kCommands;
+}
+
+}  // namespace orrery::cli

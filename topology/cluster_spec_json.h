@@ -1,0 +1,28 @@
+// The JSON form of ClusterSpec (documented in docs/cluster-spec.md).
+// Kept apart from cluster_spec.h so that users of the spec do not pull in
+// the JSON library.
+#ifndef ORRERY_TOPOLOGY_CLUSTER_SPEC_JSON_H_
+#define ORRERY_TOPOLOGY_CLUSTER_SPEC_JSON_H_
+
+#include <string>
+
+#include "core/json.h"
+#include "core/status.h"
+#include "topology/cluster_spec.h"
+
+namespace orrery::topology {
+
+// Reads a spec from parsed JSON; `source` names it in errors (a path). Checks
+// every field (types, ranges, NIC device indices, tier order) and rejects
+// unknown fields, naming the field and what was expected. A node's "device"
+// is a device preset name or a full object.
+Result<ClusterSpec> ParseClusterSpec(const Json& json, const std::string& source);
+Result<ClusterSpec> LoadClusterSpecFile(const std::string& path);
+
+// The JSON form; ParseClusterSpec(ClusterSpecToJson(s)) gives back s.
+Json ClusterSpecToJson(const ClusterSpec& spec);
+Json DeviceTypeToJson(const DeviceType& device);
+
+}  // namespace orrery::topology
+
+#endif  // ORRERY_TOPOLOGY_CLUSTER_SPEC_JSON_H_
