@@ -33,7 +33,7 @@ class CheckFailure {
 
 // Lets `ORRERY_CHECK(c) << ...` be a single expression of type void.
 struct Voidify {
-  void operator&(CheckFailure&) {}
+  void operator&(const CheckFailure&) {}
 };
 
 }  // namespace orrery::check_internal

@@ -1,1 +1,40 @@
-// being written
+// The `orrery` program as a whole: help, unknown commands, subcommands not
+// built yet.
+#include <gtest/gtest.h>
+
+#include "tests/cli/cli_runner.h"
+
+namespace orrery::testing {
+namespace {
+
+TEST(Cli, HelpListsEverySubcommand) {
+  CliRun run = RunOrrery("--help");
+  EXPECT_EQ(run.exit_code, 0);
+  for (const char* name : {"quickstart", "models", "clusters", "plan", "discover", "simulate",
+                           "search", "profile", "calibrate", "execute", "validate", "capacity",
+                           "export"}) {
+    EXPECT_NE(run.out.find(std::string("  ") + name), std::string::npos) << name;
+  }
+}
+
+TEST(Cli, NoArgumentsPrintsHelpAndFails) {
+  CliRun run = RunOrrery("");
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_NE(run.err.find("Usage: orrery <command>"), std::string::npos);
+}
+
+TEST(Cli, UnknownCommandExitsTwoWithOneMessage) {
+  CliRun run = RunOrrery("simulte");
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_EQ(run.err, "orrery: unknown command 'simulte'. 'orrery --help' lists the commands.\n");
+  EXPECT_TRUE(run.out.empty());
+}
+
+TEST(Cli, CommandNotBuiltYetSaysSoAndExitsTwo) {
+  CliRun run = RunOrrery("capacity --model llama3-70b");
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_NE(run.err.find("orrery capacity: not built yet"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace orrery::testing
