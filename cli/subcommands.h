@@ -12,6 +12,8 @@ namespace orrery::cli {
 int RunQuickstart(const std::vector<std::string>& args, CommandIo& io);
 int RunModels(const std::vector<std::string>& args, CommandIo& io);
 int RunClusters(const std::vector<std::string>& args, CommandIo& io);
+int RunCollective(const std::vector<std::string>& args, CommandIo& io);
+int RunDiscover(const std::vector<std::string>& args, CommandIo& io);
 int RunPlan(const std::vector<std::string>& args, CommandIo& io);
 
 }  // namespace orrery::cli

@@ -65,6 +65,8 @@ struct DeviceType {
 
   // The peak at `p`, or nullopt when the device does not support it.
   std::optional<FlopRate> Peak(Precision p) const;
+
+  bool operator==(const DeviceType&) const = default;
 };
 
 enum class FabricKind {
@@ -80,16 +82,23 @@ struct IntraNodeFabric {
   FabricKind kind = FabricKind::kPcie;
   Bandwidth bandwidth_per_device;  // per direction, one device to the fabric
   Duration latency;                // one hop
+
+  // True for NVSwitch and NVLink-mesh fabrics.
+  bool IsNvLink() const;
+
+  bool operator==(const IntraNodeFabric&) const = default;
 };
 
 // One network adapter of a node and the devices it serves (its rail).
 struct Nic {
   Bandwidth bandwidth;       // per direction
   std::vector<int> devices;  // local device indices, each in [0, devices_per_node)
+
+  bool operator==(const Nic&) const = default;
 };
 
 struct NodeType {
-  std::string name;
+  std::string name;  // optional label ("" when unnamed)
   int count = 1;
   int devices_per_node = 1;
   DeviceType device;
@@ -98,7 +107,12 @@ struct NodeType {
 
   // Sum of the bandwidths of the NICs that serve `device` (shared NICs
   // counted at their share: a NIC serving k devices gives each 1/k).
+  // REQUIRES: 0 <= device < devices_per_node.
   Bandwidth NicBandwidthPerDevice(int device) const;
+  // Sum of the bandwidths of all NICs of one node.
+  Bandwidth NicBandwidthPerNode() const;
+
+  bool operator==(const NodeType&) const = default;
 };
 
 // A level of switches between nodes, from the leaves up.
@@ -111,12 +125,16 @@ struct NetworkTier {
   // 1 is non-blocking.
   double oversubscription = 1.0;
   Duration latency;  // one hop through a switch of this tier
+
+  bool operator==(const NetworkTier&) const = default;
 };
 
 struct Network {
   // NIC k of every node attaches to the same leaf switch (rail k).
   bool rail_optimized = false;
   std::vector<NetworkTier> tiers;
+
+  bool operator==(const Network&) const = default;
 };
 
 struct ClusterSpec {
@@ -131,12 +149,30 @@ struct ClusterSpec {
   const NodeType& PrimaryNodeType() const;
 
   // The same cluster with `nodes` nodes. Fails for clusters of several node
-  // types (which type to scale is ambiguous) and for nodes < 1.
+  // types (which type to scale is ambiguous) and for nodes < 1. The result
+  // is not validated: a one-node preset without NICs scaled to two nodes
+  // fails ValidateClusterSpec, as it should.
   Result<ClusterSpec> WithNodes(int nodes) const;
+
+  bool operator==(const ClusterSpec&) const = default;
 };
 
-// Semantic checks of a spec built in code or read from JSON: positive
-// counts, NIC device indices in range, tiers ordered with growing spans.
+// Semantic checks of a spec built in code or read from JSON. The rules:
+//   - at least one node type; count and devices_per_node >= 1;
+//   - the device has a name, at least one peak rate, every rate > 0, and
+//     memory and memory bandwidth > 0;
+//   - fabric bandwidth > 0 and latency >= 0;
+//   - each NIC has bandwidth > 0 and serves >= 1 device, its device indices
+//     in [0, devices_per_node) without repeats; when a node type has NICs,
+//     every one of its devices is served by at least one;
+//   - a cluster of more than one node has NICs on every node type and at
+//     least one network tier;
+//   - tiers have distinct non-empty names, oversubscription >= 1, latency
+//     >= 0; only the last may omit nodes_per_switch; the given
+//     nodes_per_switch are >= 1 and strictly growing; when the last tier
+//     gives one, it spans every node (nodes_per_switch >= TotalNodes()).
+// Returns the first violation, InvalidArgument, naming the node type or
+// tier ("nodes[0].nics[2]: device 9 out of range [0, 8)").
 Status ValidateClusterSpec(const ClusterSpec& spec);
 
 // Reading and writing the JSON form: topology/cluster_spec_json.h.

@@ -36,5 +36,28 @@ TEST(Cli, CommandNotBuiltYetSaysSoAndExitsTwo) {
   EXPECT_NE(run.err.find("orrery capacity: not built yet"), std::string::npos);
 }
 
+TEST(Quickstart, RunsTheDefaultJobAndSaysWhatIsNotBuilt) {
+  CliRun run = RunOrrery("quickstart");
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_NE(run.out.find("llama3-70b: 70.55B parameters (70553706496)"), std::string::npos);
+  EXPECT_NE(run.out.find("dgx-h100: 8 nodes x 8 = 64"), std::string::npos);
+  EXPECT_NE(run.out.find("Not built yet:"), std::string::npos);
+}
+
+TEST(Quickstart, JsonGivesTheComputeBound) {
+  CliRun run = RunOrrery("quickstart --model gpt3-175b --cluster dgx-a100-80gb --nodes 16 --format json");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_NE(run.out.find("\"devices\": 128"), std::string::npos);
+  EXPECT_NE(run.out.find("\"compute_bound_tokens_per_s\""), std::string::npos);
+  EXPECT_NE(run.out.find("\"plan\": null"), std::string::npos);
+}
+
+TEST(Quickstart, UnknownModelExitsTwo) {
+  CliRun run = RunOrrery("quickstart --model llama9-1t");
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_TRUE(run.out.empty());
+  EXPECT_NE(run.err.find("llama9-1t"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace orrery::testing

@@ -1,0 +1,46 @@
+// Megatron-style command-line flags for a Plan, shared by the subcommands
+// that take a plan (`plan`, later `simulate` and `search`).
+//
+// A plan comes either whole from a JSON file (--plan FILE, the form of
+// workload/plan_json.h) or from flags that describe a uniform plan in
+// Megatron-LM's terms:
+//
+//   --tp 8 --pp 4 --micro-batch 1 --global-batch 512 --sequence-parallel
+//   --tensor-model-parallel-size 8 --pipeline-model-parallel-size 4 ...   (the same)
+//
+// dp is inferred as devices / (tp·cp·pp) when not given, as Megatron-LM
+// does; the global batch defaults to micro-batch × dp (Megatron-LM's
+// default) and the sequence length to the model's. docs/plan.md lists
+// every flag.
+//
+// Thread-safety: functions of their arguments.
+#ifndef ORRERY_CLI_PLAN_OPTIONS_H_
+#define ORRERY_CLI_PLAN_OPTIONS_H_
+
+#include <boost/program_options/options_description.hpp>
+#include <boost/program_options/variables_map.hpp>
+
+#include "core/status.h"
+#include "topology/cluster_spec.h"
+#include "workload/model_spec.h"
+#include "workload/plan.h"
+
+namespace orrery::cli {
+
+// Adds the plan flags (and --plan FILE) to `options` as a titled group.
+void AddPlanOptions(boost::program_options::options_description& options);
+
+// Builds the plan that the parsed flags in `vm` describe for `model` on
+// `cluster`: read from --plan FILE, or built uniform from the flags. Fails
+// (naming the flag) on a file that does not parse, on --plan combined with
+// plan flags, on a flag and its Megatron alias given different values, and
+// on values no plan can hold (an unknown schedule name). The plan is not
+// validated against the model and cluster: call workload::ValidatePlan.
+// REQUIRES: `vm` was parsed against a description AddPlanOptions filled.
+Result<workload::Plan> PlanFromOptions(const boost::program_options::variables_map& vm,
+                                       const workload::ModelSpec& model,
+                                       const topology::ClusterSpec& cluster);
+
+}  // namespace orrery::cli
+
+#endif  // ORRERY_CLI_PLAN_OPTIONS_H_

@@ -1,0 +1,84 @@
+#include "traces/collective_op.h"
+
+#include <string>
+
+#include "core/check.h"
+
+namespace orrery::traces {
+
+const std::vector<CollectiveOp>& AllCollectiveOps() {
+  static const std::vector<CollectiveOp> kOps = {
+      CollectiveOp::kAllReduce, CollectiveOp::kAllGather, CollectiveOp::kReduceScatter,
+      CollectiveOp::kAllToAll,  CollectiveOp::kBroadcast, CollectiveOp::kReduce,
+      CollectiveOp::kSendRecv};
+  return kOps;
+}
+
+std::string_view CollectiveOpName(CollectiveOp op) {
+  switch (op) {
+    case CollectiveOp::kAllReduce: return "allreduce";
+    case CollectiveOp::kAllGather: return "allgather";
+    case CollectiveOp::kReduceScatter: return "reducescatter";
+    case CollectiveOp::kAllToAll: return "alltoall";
+    case CollectiveOp::kBroadcast: return "broadcast";
+    case CollectiveOp::kReduce: return "reduce";
+    case CollectiveOp::kSendRecv: return "sendrecv";
+  }
+  return "?";
+}
+
+std::string_view NcclTestsName(CollectiveOp op) {
+  switch (op) {
+    case CollectiveOp::kAllReduce: return "all_reduce";
+    case CollectiveOp::kAllGather: return "all_gather";
+    case CollectiveOp::kReduceScatter: return "reduce_scatter";
+    case CollectiveOp::kAllToAll: return "alltoall";
+    case CollectiveOp::kBroadcast: return "broadcast";
+    case CollectiveOp::kReduce: return "reduce";
+    case CollectiveOp::kSendRecv: return "sendrecv";
+  }
+  return "?";
+}
+
+Result<CollectiveOp> ParseCollectiveOp(std::string_view name) {
+  std::string_view base = name;
+  for (std::string_view suffix : {std::string_view("_perf_mpi"), std::string_view("_perf")}) {
+    if (base.size() > suffix.size() && base.ends_with(suffix)) {
+      base.remove_suffix(suffix.size());
+      break;
+    }
+  }
+  for (CollectiveOp op : AllCollectiveOps()) {
+    if (base == CollectiveOpName(op) || base == NcclTestsName(op)) return op;
+  }
+  return InvalidArgumentError(
+      "unknown collective '" + std::string(name) +
+      "': expected allreduce, allgather, reducescatter, alltoall, broadcast, reduce or sendrecv");
+}
+
+double BusBandwidthFactor(CollectiveOp op, int ranks) {
+  ORRERY_CHECK(ranks >= 1) << "collective over " << ranks << " ranks";
+  const double n = ranks;
+  switch (op) {
+    case CollectiveOp::kAllReduce: return 2.0 * (n - 1.0) / n;
+    case CollectiveOp::kAllGather:
+    case CollectiveOp::kReduceScatter:
+    case CollectiveOp::kAllToAll: return (n - 1.0) / n;
+    case CollectiveOp::kBroadcast:
+    case CollectiveOp::kReduce:
+    case CollectiveOp::kSendRecv: return 1.0;
+  }
+  return 1.0;
+}
+
+int64_t NcclTestsCount(CollectiveOp op, int64_t size_bytes, int ranks, int element_bytes) {
+  ORRERY_CHECK(ranks >= 1 && element_bytes >= 1);
+  switch (op) {
+    case CollectiveOp::kAllGather:
+    case CollectiveOp::kReduceScatter:
+    case CollectiveOp::kAllToAll: return size_bytes / ranks / element_bytes;
+    default: return size_bytes / element_bytes;
+  }
+}
+
+}  // namespace orrery::traces
