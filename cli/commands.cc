@@ -5,7 +5,7 @@ namespace orrery::cli {
 
 const std::vector<Command>& Commands() {
   static const std::vector<Command> kCommands = {
-      {"quickstart", "the default job: best plan for Llama-3-70B on 64 H100s, simulated",
+      {"quickstart", "the default job: plan Llama-3-70B on 64 H100s (runs what is built)",
        RunQuickstart, ""},
       {"models", "list model presets, or describe one (preset or HF config.json)", RunModels, ""},
       {"clusters", "list cluster presets, or describe one (preset or cluster.json)", RunClusters,

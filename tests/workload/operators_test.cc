@@ -2,53 +2,17 @@
 
 #include <gtest/gtest.h>
 
+#include "workload/model_presets.h"
+
 namespace orrery::workload {
 namespace {
 
 // A Megatron GPT block (Narayanan et al. Table 1, 1.7B row), as Korthikanti
 // et al. analyse it: LayerNorm, GELU MLP of 4h, dropout, biases.
-ModelSpec MegatronGpt() {
-  ModelSpec m;
-  m.name = "test-gpt";
-  m.family = ModelFamily::kGpt;
-  m.architecture = Architecture::kDecoderOnly;
-  m.num_layers = 24;
-  m.hidden_size = 2304;
-  m.num_attention_heads = 24;
-  m.num_kv_heads = 24;
-  m.head_dim = 96;
-  m.ffn_hidden_size = 4 * 2304;
-  m.vocab_size = 51200;
-  m.max_sequence_length = 2048;
-  m.default_sequence_length = 2048;
-  m.activation = Activation::kGelu;
-  m.norm = NormKind::kLayerNorm;
-  m.position_embedding = PositionEmbedding::kLearned;
-  m.linear_bias = true;
-  m.tied_embeddings = true;
-  return m;
-}
+ModelSpec MegatronGpt() { return ModelPreset("gpt-1.7b").value(); }
 
-// Llama-3-8B's block: GQA (32 heads, 8 KV heads), SwiGLU, RMSNorm, no bias.
-ModelSpec LlamaLike() {
-  ModelSpec m;
-  m.name = "test-llama";
-  m.family = ModelFamily::kLlama;
-  m.architecture = Architecture::kDecoderOnly;
-  m.num_layers = 32;
-  m.hidden_size = 4096;
-  m.num_attention_heads = 32;
-  m.num_kv_heads = 8;
-  m.head_dim = 128;
-  m.ffn_hidden_size = 14336;
-  m.vocab_size = 128256;
-  m.max_sequence_length = 8192;
-  m.default_sequence_length = 8192;
-  m.activation = Activation::kSwiGlu;
-  m.norm = NormKind::kRmsNorm;
-  m.position_embedding = PositionEmbedding::kRotary;
-  return m;
-}
+// Llama-3-8B: GQA (32 heads, 8 KV heads), SwiGLU, RMSNorm, no bias.
+ModelSpec LlamaLike() { return ModelPreset("llama3-8b").value(); }
 
 LayerOperators Block(const ModelSpec& m, int64_t b, int64_t s, LayerLayout layout,
                      ExpansionOptions options = {}) {
@@ -167,7 +131,7 @@ TEST(Operators, LayoutsThatDoNotDivideTheModelAreRejected) {
   const ModelSpec m = MegatronGpt();
   Result<LayerOperators> bad = ExpandLayer(m, LayerKind::kDecoderBlock, 1, 2048, {.tp = 5});
   ASSERT_FALSE(bad.ok());
-  EXPECT_EQ(bad.status().message(), "tp 5 does not divide the 24 attention heads of test-gpt");
+  EXPECT_EQ(bad.status().message(), "tp 5 does not divide the 24 attention heads of gpt-1.7b");
   EXPECT_FALSE(ExpandLayer(m, LayerKind::kDecoderBlock, 1, 2048, {.cp = 3}).ok());
   EXPECT_FALSE(ExpandLayer(m, LayerKind::kDecoderBlock, 1, 2048, {.ep = 2}).ok());
 }
@@ -198,6 +162,62 @@ TEST(Operators, LmHeadKeepsFp32LogitsAsKorthikantiCounts) {
       ExpandLayer(m, LayerKind::kLmHead, b, s, {.tp = 8, .sequence_parallel = true}).value();
   // 4sbh/t · (1 + V/h)
   EXPECT_EQ(head.SavedActivations().count(), 4 * s * b * h / t + 4 * s * b * v / t);
+}
+
+// The layers' parameters add up to the model's exact published count.
+TEST(Operators, LayerParametersSumToTheModelsCount) {
+  for (const char* name : {"gpt-1.7b", "gpt3-175b", "llama2-7b", "llama3-8b", "llama3-70b",
+                           "mixtral-8x7b"}) {
+    const ModelSpec m = ModelPreset(name).value();
+    int64_t sum = 0;
+    for (LayerKind kind : ModelLayers(m)) {
+      sum += ExpandLayer(m, kind, 1, m.default_sequence_length, {}).value().Parameters();
+    }
+    EXPECT_EQ(sum, m.ParameterCount()) << name;
+  }
+}
+
+// Matmul FLOPs of the whole model, forward and backward, per token.
+double MatmulFlopsPerToken(const ModelSpec& m, int64_t seq) {
+  double total = 0;
+  for (LayerKind kind : ModelLayers(m)) {
+    const LayerOperators layer = ExpandLayer(m, kind, 1, seq, {}).value();
+    for (const Operator& op : layer.ops) {
+      if (op.op_class == OperatorClass::kGemm || op.op_class == OperatorClass::kAttention) {
+        total += op.forward_flops.count() + op.backward_flops.count();
+      }
+    }
+  }
+  return total / static_cast<double>(seq);
+}
+
+// PaLM's 6N + 12LHQT counts every parameter as a multiply-add; the operators
+// count only the matmuls. For a tied-embedding GPT they agree to within the
+// norms, biases and position table (0.3% for GPT 1.7B); for Llama, whose input
+// embedding is a lookup, 6N also counts that table's 6·V·h.
+TEST(Operators, TrainingFlopsPerTokenMatchSixNPlusAttention) {
+  const ModelSpec gpt = MegatronGpt();
+  const double gpt_ops = MatmulFlopsPerToken(gpt, 2048);
+  const double gpt_palm =
+      TrainingFlopsPerToken(gpt, 2048, RecomputeAccounting::kNone).model.count();
+  EXPECT_NEAR(gpt_ops / gpt_palm, 1.0, 0.004);
+
+  const ModelSpec llama = LlamaLike();
+  const double llama_ops = MatmulFlopsPerToken(llama, 8192);
+  const double llama_palm =
+      TrainingFlopsPerToken(llama, 8192, RecomputeAccounting::kNone).model.count();
+  const double lookup = 6.0 * llama.vocab_size * llama.hidden_size;
+  EXPECT_NEAR((llama_ops + lookup) / llama_palm, 1.0, 0.001);
+}
+
+// Narayanan et al. Eq. 3 (full recomputation): 96·B·s·l·h²(1 + s/6h + V/16lh)
+// per iteration, i.e. 96lh² + 16lhs + 6Vh per token.
+TEST(Operators, FullRecomputeHardwareFlopsMatchNarayananEquationThree) {
+  const ModelSpec m = MegatronGpt();
+  const double l = m.num_layers, h = m.hidden_size, s = 2048, v = m.vocab_size;
+  const double eq3 = 96 * l * h * h + 16 * l * h * s + 6 * v * h;
+  const double ours = TrainingFlopsPerToken(m, 2048, RecomputeAccounting::kFull).hardware.count();
+  EXPECT_NEAR(ours / eq3, 1.0, 0.005);
 }
 
 TEST(Operators, ModelLayersRunEmbeddingBlocksHead) {
