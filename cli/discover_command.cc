@@ -1,24 +1,30 @@
 // `orrery discover`: describe this machine, or a machine known from an hwloc
 // export and/or a saved `nvidia-smi topo -m`, as a cluster spec
 // (topology/discovery.h does the work; this file parses options and prints).
+// Under `mpirun`, one rank per node, every rank discovers its node and rank 0
+// folds them into one spec (topology/node_folding.h, cli/discover_mpi.h).
 #include <algorithm>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "cli/discover_mpi.h"
 #include "cli/subcommands.h"
 #include "core/file.h"
 #include "core/json.h"
 #include "topology/cluster_spec_json.h"
 #include "topology/discovery.h"
+#include "topology/node_folding.h"
 
 namespace orrery::cli {
 namespace {
 
 namespace po = boost::program_options;
+using topology::DiscoveredNode;
 using topology::FabricKind;
 using topology::FoundGpu;
 using topology::FoundNic;
@@ -45,7 +51,14 @@ constexpr std::string_view kDescription =
     "when it is complete; a malformed file is an error naming it, exit code 2, and\n"
     "nothing is written. --format json prints the spec plus a \"summary\" shaped as\n"
     "`orrery clusters --format json` prints it (null where a figure is unknown) with\n"
-    "what was discovered under summary.discovered.";
+    "what was discovered under summary.discovered.\n"
+    "\n"
+    "Under mpirun (or srun), one rank per node, every rank discovers its node and\n"
+    "rank 0 prints and writes one spec for the whole cluster: identical nodes fold\n"
+    "into one node type with a count, and what makes a node differ is printed. In\n"
+    "--hwloc-xml and --nvidia-smi-topo, %r stands for the MPI rank (node%r.xml), so\n"
+    "that each rank can describe its own file. Ranks that report the same host are\n"
+    "counted once.";
 
 constexpr std::string_view kExamples =
     "  orrery discover\n"
@@ -58,7 +71,9 @@ constexpr std::string_view kExamples =
     "      --device a100-sxm4-40gb --nic-gbps 200 --out dgx-a100.json\n"
     "  orrery discover --nvidia-smi-topo "
     "../shared/fixtures/nvidia_smi_topo/topo_8xRTX4090_pcie-only_1nic_nccl-tests-issue307.txt\n"
-    "  orrery discover --out this-machine.json && orrery clusters --cluster this-machine.json\n";
+    "  orrery discover --out this-machine.json && orrery clusters --cluster this-machine.json\n"
+    "  mpirun -np 16 --map-by ppr:1:node orrery discover --out cluster.json\n"
+    "  mpirun -np 2 orrery discover --hwloc-xml node%r.xml\n";
 
 std::string Num(double v) {
   char buf[32];
@@ -314,6 +329,209 @@ std::string Report(const NodeDescription& d) {
   return out.str();
 }
 
+// `path` with every "%r" replaced by `rank`.
+std::string ExpandRank(std::string path, int rank) {
+  const std::string r = std::to_string(rank);
+  for (size_t at = path.find("%r"); at != std::string::npos; at = path.find("%r", at + r.size())) {
+    path.replace(at, 2, r);
+  }
+  return path;
+}
+
+// One line on a node type: its devices, fabric and NICs.
+std::string TypeLine(const DiscoveredNode& n) {
+  const NodeType& t = n.type;
+  std::ostringstream out;
+  if (n.gpus == 0) {
+    out << "CPU node of " << t.devices_per_node << " cores (" << t.device.name << ")";
+  } else {
+    out << n.gpus << " x ";
+    if (n.device_known) {
+      out << t.device.name << " (" << t.device.model << ")";
+    } else if (n.gpu_model.empty()) {
+      out << "GPUs not named by the source";
+    } else {
+      out << n.unknown_device << ", not a device Orrery knows";
+    }
+    out << "; " << topology::FabricKindName(t.fabric.kind) << ", ";
+    if (t.fabric.bandwidth_per_device > Bandwidth::Zero()) {
+      out << Num(t.fabric.bandwidth_per_device.ToGBps()) << " GB/s per GPU";
+    } else {
+      out << "bandwidth unknown";
+    }
+  }
+  if (t.nics.empty()) {
+    out << "; no NICs";
+  } else {
+    out << "; " << t.nics.size() << " NIC(s)";
+    if (n.nic_bandwidth) {
+      out << " at " << Num(n.nic_bandwidth->ToGbps()) << " Gb/s";
+    } else {
+      out << ", line rate unknown";
+    }
+  }
+  return out.str();
+}
+
+std::string MemberName(const DiscoveredNode& n) {
+  return n.source == "this machine" ? n.name : n.name + " (" + n.source + ")";
+}
+
+std::string ClusterReport(const topology::FoldedCluster& f, int ranks) {
+  std::ostringstream out;
+  out << "cluster discovered by " << ranks << " MPI ranks: " << f.spec.TotalNodes()
+      << " node(s) of " << f.spec.node_types.size() << " type(s)\n";
+  for (size_t k = 0; k < f.spec.node_types.size(); ++k) {
+    const DiscoveredNode& rep = f.members[k].front();
+    out << "  " << f.spec.node_types[k].name << " x " << f.spec.node_types[k].count << "  "
+        << TypeLine(rep) << "\n";
+    out << "    nodes: ";
+    for (size_t i = 0; i < f.members[k].size(); ++i) {
+      out << (i ? ", " : "") << MemberName(f.members[k][i]);
+    }
+    out << "\n";
+    if (!rep.incomplete.empty()) out << "    " << rep.incomplete << "\n";
+  }
+  if (!f.differences.empty()) {
+    out << "differences\n";
+    for (const std::string& d : f.differences) out << "  - " << d << "\n";
+  }
+  if (!f.warnings.empty()) {
+    out << "warnings\n";
+    for (const std::string& w : f.warnings) out << "  - " << w << "\n";
+  }
+  return out.str();
+}
+
+Json ClusterSummary(const topology::FoldedCluster& f, int ranks) {
+  Json types = Json::array();
+  for (size_t k = 0; k < f.spec.node_types.size(); ++k) {
+    const NodeType& t = f.spec.node_types[k];
+    const DiscoveredNode& rep = f.members[k].front();
+    Json type = Json::object();
+    type["name"] = t.name;
+    type["count"] = t.count;
+    type["devices_per_node"] = t.devices_per_node;
+    type["gpus"] = rep.gpus;
+    type["gpu_model"] = rep.gpu_model;
+    type["nics"] = static_cast<int>(t.nics.size());
+    type["nic_gbps"] =
+        t.nics.empty() ? Json(0)
+        : rep.nic_bandwidth ? Json(rep.nic_bandwidth->ToGbps())
+                            : Json(nullptr);
+    type["nvlink_gbps"] = rep.nvlink_per_gpu ? Json(rep.nvlink_per_gpu->ToGBps()) : Json(nullptr);
+    Json nodes = Json::array();
+    for (const DiscoveredNode& n : f.members[k]) {
+      Json j = Json::object();
+      j["name"] = n.name;
+      j["source"] = n.source;
+      nodes.push_back(std::move(j));
+    }
+    type["nodes"] = std::move(nodes);
+    if (!rep.incomplete.empty()) type["incomplete"] = rep.incomplete;
+    types.push_back(std::move(type));
+  }
+  Json s = Json::object();
+  s["total_devices"] = f.spec.TotalDevices();
+  s["total_nodes"] = f.spec.TotalNodes();
+  s["node_types"] = std::move(types);
+  s["ranks"] = ranks;
+  s["differences"] = f.differences;
+  s["warnings"] = f.warnings;
+  return s;
+}
+
+// Rank 0's part: folds the nodes every rank sent, prints and writes.
+int FoldAndReport(const std::vector<std::string>& messages, const topology::Network& network,
+                  const std::optional<std::string>& out_path, OutputFormat format,
+                  CommandIo& io) {
+  std::vector<DiscoveredNode> nodes;
+  for (size_t r = 0; r < messages.size(); ++r) {
+    const std::string source = "rank " + std::to_string(r);
+    Result<Json> json = ParseJson(messages[r], source);
+    if (!json.ok()) return ReportError("discover", json.status(), io);
+    if (json->contains("error")) {
+      return ReportError(
+          "discover",
+          InvalidArgumentError(source + " (" + json->value("host", std::string("?")) +
+                               "): " + json->value("error", std::string())),
+          io);
+    }
+    Result<DiscoveredNode> node = topology::ParseDiscoveredNode(*json, source);
+    if (!node.ok()) return ReportError("discover", node.status(), io);
+    nodes.push_back(*std::move(node));
+  }
+  const int ranks = static_cast<int>(messages.size());
+  const topology::FoldedCluster folded = topology::FoldNodes(
+      nodes, network, "discovered", "discovered by " + std::to_string(ranks) + " MPI ranks");
+  if (format == OutputFormat::kJson) {
+    Json doc = topology::ClusterSpecToJson(folded.spec);
+    doc["summary"] = ClusterSummary(folded, ranks);
+    io.out << DumpJson(doc);
+  } else {
+    io.out << ClusterReport(folded, ranks);
+  }
+  if (out_path) {
+    for (const std::vector<DiscoveredNode>& members : folded.members) {
+      if (!members.front().incomplete.empty()) {
+        return ReportError("discover",
+                           FailedPreconditionError(*out_path + " not written: node " +
+                                                   members.front().name + ": " +
+                                                   members.front().incomplete),
+                           io);
+      }
+    }
+    Status valid = topology::ValidateClusterSpec(folded.spec);
+    if (!valid.ok()) {
+      return ReportError("discover", valid.WithContext(*out_path + " not written"), io);
+    }
+    Status written =
+        WriteFileAtomically(*out_path, DumpJson(topology::ClusterSpecToJson(folded.spec)));
+    if (!written.ok()) return ReportError("discover", written, io);
+    if (format == OutputFormat::kText) io.out << "wrote " << *out_path << "\n";
+  }
+  return kExitOk;
+}
+
+// Every rank's part under mpirun: discover this node, send it to rank 0;
+// rank 0 folds, prints and writes. Ranks other than 0 print nothing and
+// return 0 (rank 0 reports their errors).
+int DiscoverAcrossNodes(const MpiJob& job, topology::DiscoveryInputs inputs,
+                        const topology::DescribeOptions& describe,
+                        const std::optional<std::string>& out_path, OutputFormat format,
+                        CommandIo& io) {
+  const bool from_files = inputs.hwloc_xml || inputs.nvidia_smi_topo;
+  if (inputs.hwloc_xml) inputs.hwloc_xml = ExpandRank(*inputs.hwloc_xml, job.rank());
+  if (inputs.nvidia_smi_topo) {
+    inputs.nvidia_smi_topo = ExpandRank(*inputs.nvidia_smi_topo, job.rank());
+  }
+  const std::string host = HostName();
+  // A rank describing a file describes that file's machine, not its host.
+  const std::string name = from_files ? "rank " + std::to_string(job.rank()) : host;
+  std::string message;
+  topology::Network network;
+  Result<NodeInventory> node = topology::DiscoverNode(inputs);
+  Status failed = node.status();
+  if (node.ok()) {
+    Result<NodeDescription> d =
+        topology::DescribeNode(*std::move(node), topology::PresetCatalogue(), describe);
+    failed = d.status();
+    if (d.ok()) {
+      network = d->spec.network;
+      message = DumpJson(topology::DiscoveredNodeToJson(topology::ToDiscoveredNode(*d, name)));
+    }
+  }
+  if (!failed.ok()) {
+    Json error = Json::object();
+    error["host"] = host;
+    error["error"] = failed.message();
+    message = DumpJson(error);
+  }
+  const std::vector<std::string> messages = job.GatherToRoot(message);
+  if (job.rank() != 0) return kExitOk;
+  return FoldAndReport(messages, network, out_path, format, io);
+}
+
 }  // namespace
 
 int RunDiscover(const std::vector<std::string>& args, CommandIo& io) {
@@ -350,6 +568,15 @@ int RunDiscover(const std::vector<std::string>& args, CommandIo& io) {
     }
     describe.nic_rate = Gbps(g);
   }
+
+  std::unique_ptr<MpiJob> job = MpiJob::JoinIfLaunched();
+  if (job && job->size() > 1) {
+    std::optional<std::string> out_path;
+    if (vm.count("out")) out_path = vm["out"].as<std::string>();
+    return DiscoverAcrossNodes(*job, std::move(inputs), describe, out_path, *format, io);
+  }
+  if (inputs.hwloc_xml) inputs.hwloc_xml = ExpandRank(*inputs.hwloc_xml, 0);
+  if (inputs.nvidia_smi_topo) inputs.nvidia_smi_topo = ExpandRank(*inputs.nvidia_smi_topo, 0);
 
   Result<NodeInventory> node = topology::DiscoverNode(inputs);
   if (!node.ok()) return ReportError("discover", node.status(), io);

@@ -2,8 +2,12 @@
 // this machine.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "core/file.h"
 #include "core/json.h"
@@ -151,6 +155,132 @@ TEST(DiscoverCli, HelpShowsExamplesWithTheFixtures) {
                          "../shared/fixtures/hwloc/hwloc_nvidia_dgx2h_16xV100_nvswitch.xml"),
             std::string::npos)
       << run.out;
+}
+
+// Under mpirun: `orrery discover` with one rank per node. The ranks all run
+// on this machine, so the tests give each rank its own file (%r).
+
+bool MpirunOnPath() { return std::system("command -v mpirun >/dev/null 2>&1") == 0; }
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Runs `mpirun -np <ranks> orrery <args>` as root may (this suite runs as
+// root here) with more ranks than cores.
+CliRun RunUnderMpirun(int ranks, const std::string& args) {
+  const std::string dir = MakeTempDir("discover_mpirun");
+  const std::string out = dir + "/out", err = dir + "/err";
+  const std::string cmd = "mpirun -np " + std::to_string(ranks) +
+                          " --oversubscribe --allow-run-as-root " + std::string(ORRERY_BINARY) +
+                          " " + args + " </dev/null >" + out + " 2>" + err;
+  const int status = std::system(cmd.c_str());
+  CliRun run;
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  run.out = Slurp(out);
+  run.err = Slurp(err);
+  fs::remove_all(dir);
+  return run;
+}
+
+size_t Occurrences(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+#define SKIP_WITHOUT_MPIRUN() \
+  if (!MpirunOnPath()) GTEST_SKIP() << "mpirun is not on PATH: the multi-node discovery is not run"
+
+TEST(DiscoverUnderMpirun, TwoRanksOnDifferentExportsAreTwoNodeTypesAndTheDifferenceIsPrinted) {
+  SKIP_WITHOUT_MPIRUN();
+  const std::string dir = MakeTempDir("discover_mpi_two");
+  fs::create_symlink(kDgx2, dir + "/node0.xml");
+  fs::create_symlink(kPower8, dir + "/node1.xml");
+  CliRun run = RunUnderMpirun(2, "discover --hwloc-xml '" + dir + "/node%r.xml'");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(Occurrences(run.out, "cluster discovered by"), 1u) << run.out;  // rank 0 only
+  EXPECT_NE(run.out.find("cluster discovered by 2 MPI ranks: 2 node(s) of 2 type(s)\n"),
+            std::string::npos)
+      << run.out;
+  EXPECT_NE(run.out.find("  NVIDIA DGX-2H x 1  16 x Tesla V100-SXM3-32GB-H (PCI 10de:1db8), not "
+                         "a device Orrery knows; nvswitch, 150 GB/s per GPU; no NICs\n"
+                         "    nodes: rank 0 (" + dir + "/node0.xml)\n"),
+            std::string::npos)
+      << run.out;
+  EXPECT_NE(run.out.find("differences\n  - node rank 1: 4 GPUs where node rank 0 has 16; GPU "
+                         "Tesla P100-SXM2-16GB (PCI 10de:15f9) where node rank 0 has Tesla "
+                         "V100-SXM3-32GB-H (PCI 10de:1db8); fabric nvlink-mesh where node rank 0 "
+                         "has nvswitch; nvlink-mesh at 40 GB/s per GPU where node rank 0 has "
+                         "150 GB/s per GPU\n"),
+            std::string::npos)
+      << run.out;
+  fs::remove_all(dir);
+}
+
+TEST(DiscoverUnderMpirun, TwoRanksOnTheSameMatrixAreOneNodeTypeOfCountTwoAndItsSpecIsWritten) {
+  SKIP_WITHOUT_MPIRUN();
+  const std::string dir = MakeTempDir("discover_mpi_same");
+  const std::string out = dir + "/two-a100.json";
+  const std::string args =
+      "discover --nvidia-smi-topo " + kDgxA100 + " --device a100-sxm4-40gb --nic-gbps 200";
+  CliRun run = RunUnderMpirun(2, args + " --out " + out);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_NE(run.out.find("cluster discovered by 2 MPI ranks: 2 node(s) of 1 type(s)\n"
+                         "  node x 2  8 x a100-sxm4-40gb (NVIDIA A100-SXM4-40GB); nvswitch, 300 "
+                         "GB/s per GPU; 8 NIC(s) at 200 Gb/s\n"),
+            std::string::npos)
+      << run.out;
+  EXPECT_EQ(run.out.find("differences"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("wrote " + out + "\n"), std::string::npos);
+  CliRun back = RunOrrery("clusters --format json --cluster " + out);
+  ASSERT_EQ(back.exit_code, 0) << back.err;
+  Json doc = ParseJson(back.out, "stdout").value();
+  EXPECT_EQ(doc.at("summary").at("total_nodes"), 2);
+  EXPECT_EQ(doc.at("summary").at("total_devices"), 16);
+
+  CliRun json = RunUnderMpirun(2, args + " --format json");
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  Json t = SummaryType(json);
+  EXPECT_EQ(t.at("count"), 2);
+  EXPECT_EQ(t.at("gpus"), 8);
+  EXPECT_EQ(t.at("nvlink_gbps"), 300.0);
+  EXPECT_EQ(t.at("nics"), 8);
+  EXPECT_EQ(t.at("nic_gbps"), 200.0);
+  fs::remove_all(dir);
+}
+
+TEST(DiscoverUnderMpirun, TwoRanksOnThisMachineAreOneNodeAndSaySo) {
+  SKIP_WITHOUT_MPIRUN();
+  CliRun run = RunUnderMpirun(2, "discover");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_NE(run.out.find("cluster discovered by 2 MPI ranks: 1 node(s) of 1 type(s)\n"),
+            std::string::npos)
+      << run.out;
+  EXPECT_NE(run.out.find("was reported by rank 0 and again by rank 1: counted once (one rank "
+                         "per node is assumed)\n"),
+            std::string::npos)
+      << run.out;
+}
+
+TEST(DiscoverUnderMpirun, ABadFileOnOneRankIsReportedByRankZeroAndNothingIsWritten) {
+  SKIP_WITHOUT_MPIRUN();
+  const std::string dir = MakeTempDir("discover_mpi_bad");
+  fs::create_symlink(kDgx2, dir + "/node0.xml");
+  std::ofstream(dir + "/node1.xml") << ReadFile(kDgx2).value().substr(0, 20000);
+  const std::string out = dir + "/spec.json";
+  CliRun run =
+      RunUnderMpirun(2, "discover --hwloc-xml '" + dir + "/node%r.xml' --out " + out);
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_NE(run.err.find("orrery discover: error: rank 1 ("), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find(dir + "/node1.xml: truncated hwloc XML export"), std::string::npos)
+      << run.err;
+  EXPECT_TRUE(run.out.empty()) << run.out;
+  EXPECT_FALSE(fs::exists(out));
+  fs::remove_all(dir);
 }
 
 }  // namespace
