@@ -23,21 +23,13 @@
 #include <string>
 #include <vector>
 
+#include "core/strong_id.h"
 #include "core/units.h"
 
 namespace orrery::sim {
 
 // Index of a link in its Network.
-class LinkId {
- public:
-  constexpr LinkId() = default;
-  explicit constexpr LinkId(uint32_t value) : value_(value) {}
-  constexpr uint32_t value() const { return value_; }
-  friend constexpr auto operator<=>(LinkId, LinkId) = default;
-
- private:
-  uint32_t value_ = 0;
-};
+using LinkId = StrongId<struct LinkIdTag>;
 
 struct Link {
   std::string name;  // for reports and messages; may be empty

@@ -68,34 +68,17 @@
 #include <vector>
 
 #include "core/status.h"
+#include "core/strong_id.h"
 #include "core/units.h"
 #include "topology/cluster_spec.h"
 
 namespace orrery::topology {
 
 // Index of a vertex in its Topology.
-class VertexId {
- public:
-  constexpr VertexId() = default;
-  explicit constexpr VertexId(uint32_t value) : value_(value) {}
-  constexpr uint32_t value() const { return value_; }
-  friend constexpr auto operator<=>(VertexId, VertexId) = default;
-
- private:
-  uint32_t value_ = 0;
-};
+using VertexId = StrongId<struct VertexIdTag>;
 
 // Index of a directed link in its Topology (consecutive from 0).
-class LinkId {
- public:
-  constexpr LinkId() = default;
-  explicit constexpr LinkId(uint32_t value) : value_(value) {}
-  constexpr uint32_t value() const { return value_; }
-  friend constexpr auto operator<=>(LinkId, LinkId) = default;
-
- private:
-  uint32_t value_ = 0;
-};
+using LinkId = StrongId<struct LinkIdTag>;
 
 enum class VertexKind {
   kDevice,
