@@ -19,11 +19,14 @@ std::string Slurp(const std::string& path) {
 }
 }  // namespace
 
-CliRun RunOrrery(const std::string& args) {
+std::string OrreryBinary() { return ORRERY_BINARY; }
+
+CliRun RunOrrery(const std::string& args) { return RunShell(OrreryBinary() + " " + args); }
+
+CliRun RunShell(const std::string& command) {
   const std::string dir = MakeTempDir("orrery_cli_run");
   const std::string out = dir + "/out", err = dir + "/err";
-  const std::string cmd = std::string(ORRERY_BINARY) + " " + args + " </dev/null >" + out +
-                          " 2>" + err;
+  const std::string cmd = command + " </dev/null >" + out + " 2>" + err;
   const int status = std::system(cmd.c_str());
   CliRun run;
   run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

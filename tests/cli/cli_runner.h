@@ -17,6 +17,13 @@ struct CliRun {
 // stdin from /dev/null.
 CliRun RunOrrery(const std::string& args);
 
+// Runs a shell command line (e.g. "mpirun -np 2 " + OrreryBinary() + " ...")
+// with stdin from /dev/null.
+CliRun RunShell(const std::string& command);
+
+// The path of the orrery binary under test.
+std::string OrreryBinary();
+
 // The path of a fixture under ../shared/fixtures.
 std::string Fixture(const std::string& relative_path);
 

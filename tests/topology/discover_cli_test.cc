@@ -2,12 +2,10 @@
 // this machine.
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "core/file.h"
 #include "core/json.h"
@@ -162,28 +160,11 @@ TEST(DiscoverCli, HelpShowsExamplesWithTheFixtures) {
 
 bool MpirunOnPath() { return std::system("command -v mpirun >/dev/null 2>&1") == 0; }
 
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // Runs `mpirun -np <ranks> orrery <args>` as root may (this suite runs as
 // root here) with more ranks than cores.
 CliRun RunUnderMpirun(int ranks, const std::string& args) {
-  const std::string dir = MakeTempDir("discover_mpirun");
-  const std::string out = dir + "/out", err = dir + "/err";
-  const std::string cmd = "mpirun -np " + std::to_string(ranks) +
-                          " --oversubscribe --allow-run-as-root " + std::string(ORRERY_BINARY) +
-                          " " + args + " </dev/null >" + out + " 2>" + err;
-  const int status = std::system(cmd.c_str());
-  CliRun run;
-  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  run.out = Slurp(out);
-  run.err = Slurp(err);
-  fs::remove_all(dir);
-  return run;
+  return RunShell("mpirun -np " + std::to_string(ranks) + " --oversubscribe --allow-run-as-root " +
+                  OrreryBinary() + " " + args);
 }
 
 size_t Occurrences(const std::string& text, const std::string& what) {
