@@ -110,6 +110,9 @@ struct BadCase {
   std::string message;
 };
 
+// gtest prints a parameter in test listings; without this it dumps raw bytes.
+void PrintTo(const BadCase& c, std::ostream* os) { *os << c.name; }
+
 class ClusterSpecJsonRejects : public ::testing::TestWithParam<BadCase> {};
 
 TEST_P(ClusterSpecJsonRejects, NamingTheFileTheFieldAndWhatWasExpected) {
