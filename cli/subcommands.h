@@ -15,6 +15,7 @@ int RunClusters(const std::vector<std::string>& args, CommandIo& io);
 int RunCollective(const std::vector<std::string>& args, CommandIo& io);
 int RunDiscover(const std::vector<std::string>& args, CommandIo& io);
 int RunPlan(const std::vector<std::string>& args, CommandIo& io);
+int RunSimulate(const std::vector<std::string>& args, CommandIo& io);
 
 }  // namespace orrery::cli
 
