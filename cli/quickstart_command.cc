@@ -2,12 +2,12 @@
 // the best plan for a preset model on a preset cluster, simulate it, report.
 //
 // It runs as much of that path as is built and says what is not: today it
-// loads the model and the cluster, enumerates the uniform Megatron-style
-// plans (TP × PP × DP, micro-batch, ZeRO, recomputation), checks each
-// against the model and the cluster, and gives the compute bound on
-// throughput; the search (issue #6) and the simulator (issue #5) that would
-// choose and time a plan are not built yet. Each valid plan's memory is
-// estimated (costmodel/memory.h) and checked against the device.
+// enumerates the uniform Megatron-style plans (TP × PP × DP, micro-batch,
+// ZeRO, recomputation), checks each against the model and the cluster,
+// estimates its memory (costmodel/memory.h), simulates every plan that fits
+// (sim/iteration.h) and reports the fastest — an exhaustive search over
+// uniform plans. The layer-wise search (issue #6) and the timeline file
+// (issue #5) are not built yet.
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
@@ -15,10 +15,13 @@
 
 #include "cli/subcommands.h"
 #include "core/json.h"
+#include "core/progress.h"
 #include "costmodel/memory.h"
+#include "sim/iteration.h"
 #include "topology/presets.h"
 #include "workload/hf_import.h"
 #include "workload/operators.h"
+#include "workload/plan_json.h"
 #include "workload/plan.h"
 
 namespace orrery::cli {
@@ -31,7 +34,22 @@ struct Candidate {
   workload::Plan plan;
   workload::PlanCheck check;
   std::optional<costmodel::MemoryEstimate> memory;  // for plans that pass the check
+  std::optional<sim::IterationReport> simulated;     // for plans that fit
 };
+
+std::string DescribePlan(const workload::Plan& plan) {
+  const workload::LayerStrategy& l = plan.layers.front();
+  char text[256];
+  std::snprintf(text, sizeof(text),
+                "TP %d x PP %d x DP %d, micro-batch %d (%d micro-batches), %s, %srecompute "
+                "%s, %s",
+                l.tp, plan.pp, l.dp, plan.micro_batch_size, plan.NumMicroBatches(),
+                l.zero_stage > 0 ? ("ZeRO-" + std::to_string(l.zero_stage)).c_str() : "DDP",
+                l.sequence_parallel ? "sequence parallel, " : "",
+                std::string(workload::RecomputeName(l.recompute)).c_str(),
+                std::string(workload::PipelineScheduleName(plan.schedule)).c_str());
+  return text;
+}
 
 // FlashAttention, as Megatron-LM and every current training stack use.
 costmodel::MemoryOptions MemoryAssumptions() {
@@ -64,7 +82,8 @@ std::vector<Candidate> EnumerateUniformPlans(const workload::ModelSpec& model,
             layer.recompute = r;
             workload::Plan plan = workload::Plan::Uniform(model, pp, layer, global_batch, micro);
             plan.sequence_length = sequence_length;
-            Candidate c{plan, workload::CheckPlan(plan, model, cluster), std::nullopt};
+            Candidate c{plan, workload::CheckPlan(plan, model, cluster), std::nullopt,
+                        std::nullopt};
             if (c.check.ok()) {
               Result<costmodel::MemoryEstimate> memory =
                   costmodel::EstimateMemory(model, plan, cluster, MemoryAssumptions());
@@ -126,16 +145,19 @@ int RunQuickstart(const std::vector<std::string>& args, CommandIo& io) {
   const int fit = static_cast<int>(std::count_if(
       candidates.begin(), candidates.end(),
       [](const Candidate& c) { return c.memory.has_value() && c.memory->Fits(); }));
-  // The plan a person would try first: TP within a node, PP over the rest up to
-  // what fits, selective recomputation, micro-batch 1 — shown with its memory.
-  const Candidate* example = nullptr;
-  for (const Candidate& c : candidates) {
-    const workload::LayerStrategy& l = c.plan.layers.front();
-    if (c.memory && c.memory->Fits() && l.recompute == workload::Recompute::kSelective &&
-        c.plan.micro_batch_size == 1 && l.zero_stage == 0 &&
-        l.tp == cluster->PrimaryNodeType().devices_per_node) {
-      example = &c;
-      break;
+  // Simulate every plan that fits; the fastest wins (ties: enumeration order).
+  std::vector<Candidate> simulated = candidates;
+  const Candidate* best = nullptr;
+  {
+    ProgressLine progress("quickstart: simulating", fit, "plans");
+    int done = 0;
+    for (Candidate& c : simulated) {
+      if (!c.memory || !c.memory->Fits()) continue;
+      Result<sim::IterationReport> report = sim::SimulateIteration(*model, c.plan, *cluster);
+      progress.Update(++done);
+      if (!report.ok()) continue;
+      c.simulated = *report;
+      if (best == nullptr || report->iteration_time < best->simulated->iteration_time) best = &c;
     }
   }
 
@@ -148,8 +170,9 @@ int RunQuickstart(const std::vector<std::string>& args, CommandIo& io) {
       peak ? peak->FlopsPerSecond() * cluster->TotalDevices() / per_token.model.count() : 0.0;
 
   const char* kMissing[] = {
-      "search (issue #6): not built yet, so no plan is chosen",
-      "simulation (issue #5): not built yet, so no iteration time, throughput or timeline",
+      "layer-wise search (issue #6): plans here are uniform (every layer alike), 1F1B only",
+      "in the simulator (issue #5): TP and DP collectives as contending flows, DP overlap "
+      "with backward, the interleaved schedule, the timeline file",
   };
   if (*format == OutputFormat::kJson) {
     Json out;
@@ -164,7 +187,20 @@ int RunQuickstart(const std::vector<std::string>& args, CommandIo& io) {
     out["compute_bound_tokens_per_s"] = bound_tokens_per_s;
     out["uniform_plans"] = {
         {"enumerated", candidates.size()}, {"valid", valid}, {"fit_memory", fit}};
-    out["plan"] = nullptr;
+    out["uniform_plans"]["simulated"] = std::count_if(
+        simulated.begin(), simulated.end(), [](const Candidate& c) { return c.simulated.has_value(); });
+    if (best != nullptr) {
+      out["plan"] = PlanToJson(best->plan);
+      out["plan_summary"] = DescribePlan(best->plan);
+      out["predicted"] = {
+          {"iteration_time_s", best->simulated->iteration_time.ToSeconds()},
+          {"tokens_per_s", best->simulated->tokens_per_s},
+          {"mfu", best->simulated->mfu},
+          {"peak_memory_gib", best->memory->Peak().Total().ToGiB()},
+          {"timeline", nullptr}};
+    } else {
+      out["plan"] = nullptr;
+    }
     out["not_built"] = Json::array();
     for (const char* m : kMissing) out["not_built"].push_back(m);
     io.out << DumpJson(out);
@@ -202,20 +238,38 @@ int RunQuickstart(const std::vector<std::string>& args, CommandIo& io) {
                 FormatBytes(device.memory).c_str(),
                 FormatBytes(MemoryAssumptions().reserve).c_str());
   o << line;
-  if (example != nullptr) {
-    const workload::LayerStrategy& l = example->plan.layers.front();
+  if (best == nullptr) {
+    o << "No uniform plan fits and simulates: try more nodes (--nodes) or a smaller batch.\n\n";
+  } else {
+    const sim::IterationReport& r = *best->simulated;
+    o << "Fastest of the " << fit << " simulated (exhaustive search over uniform plans):\n  "
+      << DescribePlan(best->plan) << "\n\n";
     std::snprintf(line, sizeof(line),
-                  "Memory of one that fits, TP %d x PP %d x DP %d, micro-batch 1, sequence "
-                  "parallel, selective recompute, 1F1B:\n",
-                  l.tp, example->plan.pp, l.dp);
-    o << line << costmodel::FormatMemoryTable(*example->memory) << "\n";
+                  "  iteration   %s\n  throughput  %.0f tokens/s (%.1f%% of the compute bound)\n"
+                  "  MFU         %.1f%% (%.0f model TFLOP/s per device)\n"
+                  "  memory      %s at the peak stage, of %s usable\n\n",
+                  FormatDuration(r.iteration_time).c_str(), r.tokens_per_s,
+                  bound_tokens_per_s > 0 ? 100.0 * r.tokens_per_s / bound_tokens_per_s : 0.0,
+                  100.0 * r.mfu, r.model_flops_per_device.ToTFlops(),
+                  FormatBytes(best->memory->Peak().Total()).c_str(),
+                  FormatBytes(best->memory->Usable()).c_str());
+    o << line << costmodel::FormatMemoryTable(*best->memory) << "\n";
+    o << "Timeline: none written (the timeline file is not built yet, issue #5).\n"
+         "The cost model is uncalibrated: datasheet peaks with stated efficiencies\n"
+         "(docs/compute.md, docs/costmodel.md); calibration is issue #8.\n\n";
   }
   o << "Not built yet:\n";
   for (const char* m : kMissing) o << "  - " << m << "\n";
-  o << "\nCheck one plan by hand meanwhile:\n"
-    << "  orrery plan --model " << model->name << " --cluster " << vm["cluster"].as<std::string>()
-    << " --nodes " << cluster->TotalNodes() << " --tp 8 --pp 4 --micro-batch 1 --global-batch "
-    << global_batch << " --sequence-parallel --recompute selective\n";
+  if (best != nullptr) {
+    const workload::LayerStrategy& l = best->plan.layers.front();
+    o << "\nSimulate it, or a variant, by hand:\n"
+      << "  orrery simulate --model " << model->name << " --cluster "
+      << vm["cluster"].as<std::string>() << " --nodes " << cluster->TotalNodes() << " --tp "
+      << l.tp << " --pp " << best->plan.pp << " --micro-batch " << best->plan.micro_batch_size
+      << " --global-batch " << global_batch << (l.sequence_parallel ? " --sequence-parallel" : "")
+      << " --recompute " << workload::RecomputeName(l.recompute)
+      << (l.zero_stage > 0 ? " --zero " + std::to_string(l.zero_stage) : std::string()) << "\n";
+  }
   io.out << o.str();
   return kExitOk;
 }

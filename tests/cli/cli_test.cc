@@ -41,15 +41,19 @@ TEST(Quickstart, RunsTheDefaultJobAndSaysWhatIsNotBuilt) {
   EXPECT_EQ(run.exit_code, 0) << run.err;
   EXPECT_NE(run.out.find("llama3-70b: 70.55B parameters (70553706496)"), std::string::npos);
   EXPECT_NE(run.out.find("dgx-h100: 8 nodes x 8 = 64"), std::string::npos);
+  EXPECT_NE(run.out.find("Fastest of the 57 simulated"), std::string::npos);
+  EXPECT_NE(run.out.find("  iteration   "), std::string::npos);
   EXPECT_NE(run.out.find("Not built yet:"), std::string::npos);
 }
 
-TEST(Quickstart, JsonGivesTheComputeBound) {
+TEST(Quickstart, JsonGivesThePlanItsPredictionAndTheComputeBound) {
   CliRun run = RunOrrery("quickstart --model gpt3-175b --cluster dgx-a100-80gb --nodes 16 --format json");
   ASSERT_EQ(run.exit_code, 0) << run.err;
   EXPECT_NE(run.out.find("\"devices\": 128"), std::string::npos);
   EXPECT_NE(run.out.find("\"compute_bound_tokens_per_s\""), std::string::npos);
-  EXPECT_NE(run.out.find("\"plan\": null"), std::string::npos);
+  EXPECT_NE(run.out.find("\"plan_summary\""), std::string::npos);
+  EXPECT_NE(run.out.find("\"tokens_per_s\""), std::string::npos);
+  EXPECT_NE(run.out.find("\"timeline\": null"), std::string::npos);
 }
 
 TEST(Quickstart, UnknownModelExitsTwo) {
