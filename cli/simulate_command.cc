@@ -10,8 +10,10 @@
 
 #include "cli/plan_options.h"
 #include "cli/subcommands.h"
+#include "core/file.h"
 #include "core/json.h"
 #include "core/units.h"
+#include "sim/chrome_timeline.h"
 #include "sim/iteration.h"
 #include "topology/cluster_spec.h"
 #include "topology/presets.h"
@@ -29,7 +31,7 @@ constexpr std::string_view kCommand = "simulate";
 
 constexpr std::string_view kUsage =
     "orrery simulate --model M --cluster C [--nodes N] (--plan FILE | flags)\n"
-    "                   [--free-communication] [--format text|json]";
+    "                   [--free-communication] [--timeline FILE] [--format text|json]";
 
 constexpr std::string_view kDescription =
     "Simulates one training iteration of a plan on the discrete-event simulator:\n"
@@ -43,12 +45,17 @@ constexpr std::string_view kDescription =
     "In this first slice the tensor-parallel collectives (in the compute path)\n"
     "and the data-parallel all-reduce (after the last backward, not overlapped)\n"
     "are analytic estimates of the collective cost model, not flows; the\n"
-    "interleaved schedule, memory and timelines are not simulated yet.\n"
-    "--free-communication makes every transfer and collective cost nothing.";
+    "interleaved schedule and memory are not simulated yet.\n"
+    "--free-communication makes every transfer and collective cost nothing.\n"
+    "--timeline FILE writes the iteration as a Chrome trace (every forward,\n"
+    "backward, pipeline transfer, gradient sync and optimizer step per stage)\n"
+    "to open in https://ui.perfetto.dev or chrome://tracing.";
 
 constexpr std::string_view kExamples =
     "  orrery simulate --model gpt-1.7b --cluster dgx-h100 --nodes 2 --tp 2 --pp 4 \\\n"
     "      --micro-batch 2 --global-batch 64\n"
+    "  orrery simulate --model gpt-1.7b --cluster dgx-h100 --nodes 2 --tp 2 --pp 4 \\\n"
+    "      --micro-batch 2 --global-batch 64 --timeline timeline.json\n"
     "  orrery simulate --model llama3-70b --cluster dgx-h100 --nodes 8 --tp 8 --pp 4 \\\n"
     "      --micro-batch 1 --global-batch 512 --format json\n";
 
@@ -168,7 +175,9 @@ int RunSimulate(const std::vector<std::string>& args, CommandIo& io) {
        "cluster preset or cluster JSON file (required)")
       ("nodes", po::value<int>()->value_name("N"), "scale the cluster to N nodes")
       ("free-communication", po::bool_switch(),
-       "every transfer and collective costs nothing (compute only)");
+       "every transfer and collective costs nothing (compute only)")
+      ("timeline", po::value<std::string>()->value_name("FILE"),
+       "write the iteration as a Chrome trace (Perfetto, chrome://tracing) to FILE");
   AddFormatOption(options);
   AddPlanOptions(options);
   po::variables_map vm;
@@ -199,14 +208,27 @@ int RunSimulate(const std::vector<std::string>& args, CommandIo& io) {
 
   sim::IterationOptions sim_options;
   sim_options.free_communication = vm["free-communication"].as<bool>();
-  Result<sim::IterationReport> report =
-      sim::SimulateIteration(*model, *plan, *cluster, sim_options);
+  const std::string timeline_path =
+      vm.count("timeline") > 0 ? vm["timeline"].as<std::string>() : "";
+  sim::Timeline timeline;
+  Result<sim::IterationReport> report = sim::SimulateIteration(
+      *model, *plan, *cluster, sim_options, timeline_path.empty() ? nullptr : &timeline);
   if (!report.ok()) return ReportError(kCommand, report.status(), io);
+  if (!timeline_path.empty()) {
+    Status written =
+        WriteFileAtomically(timeline_path, DumpJson(sim::TimelineToChromeTrace(timeline)));
+    if (!written.ok()) return ReportError(kCommand, written, io);
+  }
 
   if (*format == OutputFormat::kJson) {
-    io.out << DumpJson(JsonReport(*report, sim_options.free_communication));
+    Json j = JsonReport(*report, sim_options.free_communication);
+    j["timeline"] = timeline_path.empty() ? Json(nullptr) : Json(timeline_path);
+    io.out << DumpJson(j);
   } else {
     io.out << TextReport(*report, *model, *plan, *cluster, sim_options.free_communication);
+    if (!timeline_path.empty()) {
+      io.out << "\ntimeline written to " << timeline_path << " (open in https://ui.perfetto.dev)\n";
+    }
   }
   return kExitOk;
 }

@@ -76,7 +76,8 @@ bool IsBlock(LayerKind kind) {
 Result<IterationReport> SimulateIteration(const workload::ModelSpec& model,
                                           const workload::Plan& plan,
                                           const topology::ClusterSpec& cluster,
-                                          const IterationOptions& options) {
+                                          const IterationOptions& options,
+                                          Timeline* timeline) {
   ORRERY_RETURN_IF_ERROR(workload::ValidatePlan(plan, model, cluster));
   if (plan.schedule == workload::PipelineSchedule::kInterleaved) {
     return InvalidArgumentError(
@@ -203,7 +204,8 @@ Result<IterationReport> SimulateIteration(const workload::ModelSpec& model,
   }
 
   ORRERY_ASSIGN_OR_RETURN(PipelineResult run,
-                          SimulatePipeline(spec, options.free_communication ? nullptr : &network));
+                          SimulatePipeline(spec, options.free_communication ? nullptr : &network,
+                                           timeline));
   report.iteration_time = run.iteration_time;
   report.events = run.events;
   report.flows = run.flows;

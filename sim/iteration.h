@@ -113,11 +113,14 @@ struct IterationReport {
 // the interleaved schedule (not simulated yet) or a cost model cannot be
 // built for the device. Layers of differing strategies are costed each with
 // its own; the gradient group of a stage is that of its first layer and the
-// pipeline transfers are sized by layer 0's micro-batch and cp.
+// pipeline transfers are sized by layer 0's micro-batch and cp. With
+// `timeline` non-null, the replay of the pipeline is recorded into it
+// (sim/task_graph.h; sim/chrome_timeline.h writes it as a Chrome trace).
 Result<IterationReport> SimulateIteration(const workload::ModelSpec& model,
                                           const workload::Plan& plan,
                                           const topology::ClusterSpec& cluster,
-                                          const IterationOptions& options = {});
+                                          const IterationOptions& options = {},
+                                          Timeline* timeline = nullptr);
 
 }  // namespace orrery::sim
 

@@ -1,6 +1,7 @@
 #include "sim/task_graph.h"
 
 #include <algorithm>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -46,9 +47,10 @@ uint64_t Tag(Transfer kind, int stage, int micro_batch) {
 // ends (payload: the stage), the flow model when a transfer arrives.
 class PipelineRun final : public EventHandler, public FlowObserver {
  public:
-  PipelineRun(const PipelineSpec& spec, const TopologyNetwork* network)
-      : spec_(spec), network_(network), p_(static_cast<int>(spec.stages.size())),
-        m_(spec.micro_batches), stages_(static_cast<size_t>(p_)) {
+  PipelineRun(const PipelineSpec& spec, const TopologyNetwork* network, Timeline* timeline)
+      : spec_(spec), network_(network), timeline_(timeline),
+        p_(static_cast<int>(spec.stages.size())), m_(spec.micro_batches),
+        stages_(static_cast<size_t>(p_)) {
     if (network_ != nullptr) flows_.emplace(&engine_, &network_->network());
     for (int s = 0; s < p_; ++s) {
       Stage& stage = stages_[static_cast<size_t>(s)];
@@ -74,6 +76,7 @@ class PipelineRun final : public EventHandler, public FlowObserver {
     }
     result.events = engine_.events_fired();
     result.flows = flows_.has_value() ? flows_->stats().flows_started : 0;
+    if (timeline_ != nullptr) timeline_->iteration_time = result.iteration_time;
     return result;
   }
 
@@ -85,6 +88,12 @@ class PipelineRun final : public EventHandler, public FlowObserver {
     stage.running = false;
     ++stage.next;
     stage.idle_since = engine_.now();
+    const int rank = spec_.stages[static_cast<size_t>(s)].rank;
+    if (timeline_ != nullptr) {
+      timeline_->tasks.push_back({op.backward ? TimelineTask::Kind::kBackward
+                                              : TimelineTask::Kind::kForward,
+                                  s, rank, op.micro_batch, stage.op_start, engine_.now()});
+    }
     if (!op.backward && s + 1 < p_) Send(Transfer::kActivation, s, s + 1, op.micro_batch);
     if (op.backward && s > 0) Send(Transfer::kGradient, s, s - 1, op.micro_batch);
     if (stage.next == stage.ops.size()) {
@@ -92,6 +101,13 @@ class PipelineRun final : public EventHandler, public FlowObserver {
       stage.times.exposed_comm += costs.gradient_sync;
       stage.times.busy += costs.optimizer;
       stage.times.end = engine_.now() + costs.gradient_sync + costs.optimizer;
+      if (timeline_ != nullptr) {
+        const Duration synced = engine_.now() + costs.gradient_sync;
+        timeline_->tasks.push_back(
+            {TimelineTask::Kind::kGradientSync, s, rank, -1, engine_.now(), synced});
+        timeline_->tasks.push_back(
+            {TimelineTask::Kind::kOptimizer, s, rank, -1, synced, stage.times.end});
+      }
       return;
     }
     TryStart(s);
@@ -101,6 +117,12 @@ class PipelineRun final : public EventHandler, public FlowObserver {
     const auto kind = static_cast<Transfer>(tag >> 62);
     const int stage = static_cast<int>((tag >> 32) & 0x3fffffffu);
     const int micro_batch = static_cast<int>(tag & 0xffffffffu);
+    if (timeline_ != nullptr) {
+      const auto it = pending_.find(tag);
+      ORRERY_CHECK(it != pending_.end());
+      timeline_->transfers[it->second].end = engine_.now();
+      pending_.erase(it);
+    }
     Arrive(kind, stage, micro_batch);
   }
 
@@ -109,6 +131,7 @@ class PipelineRun final : public EventHandler, public FlowObserver {
     std::vector<PipelineOp> ops;
     size_t next = 0;
     bool running = false;
+    Duration op_start;  // of the running operation
     Duration idle_since;
     std::vector<bool> activation_ready;  // from stage s − 1, by micro-batch
     std::vector<bool> gradient_ready;    // from stage s + 1
@@ -122,14 +145,21 @@ class PipelineRun final : public EventHandler, public FlowObserver {
     (kind == Transfer::kActivation ? dest.activation_sent
                                    : dest.gradient_sent)[static_cast<size_t>(micro_batch)] =
         engine_.now();
+    const Bytes size =
+        kind == Transfer::kActivation ? spec_.activation_bytes : spec_.gradient_bytes;
+    if (timeline_ != nullptr) {
+      if (flows_.has_value()) pending_[Tag(kind, to, micro_batch)] = timeline_->transfers.size();
+      timeline_->transfers.push_back({kind == Transfer::kGradient, from, to,
+                                      spec_.stages[static_cast<size_t>(from)].rank,
+                                      spec_.stages[static_cast<size_t>(to)].rank, micro_batch,
+                                      size, engine_.now(), engine_.now()});
+    }
     if (!flows_.has_value()) {
       Arrive(kind, to, micro_batch);
       return;
     }
     network_->RouteInto(spec_.stages[static_cast<size_t>(from)].rank,
                         spec_.stages[static_cast<size_t>(to)].rank, &route_, &scratch_);
-    const Bytes size =
-        kind == Transfer::kActivation ? spec_.activation_bytes : spec_.gradient_bytes;
     flows_->StartFlow(route_, size, this, Tag(kind, to, micro_batch));
   }
 
@@ -167,11 +197,14 @@ class PipelineRun final : public EventHandler, public FlowObserver {
     const Duration length = op.backward ? costs.backward : costs.forward;
     stage.times.busy += length;
     stage.running = true;
+    stage.op_start = now;
     engine_.ScheduleAfter(length, this, static_cast<uint64_t>(s));
   }
 
   const PipelineSpec& spec_;
   const TopologyNetwork* network_;
+  Timeline* timeline_;  // null: not recorded
+  std::map<uint64_t, size_t> pending_;  // flow tag → index in timeline_->transfers
   const int p_;
   const int m_;
   Engine engine_;
@@ -183,7 +216,8 @@ class PipelineRun final : public EventHandler, public FlowObserver {
 
 }  // namespace
 
-Result<PipelineResult> SimulatePipeline(const PipelineSpec& spec, const TopologyNetwork* network) {
+Result<PipelineResult> SimulatePipeline(const PipelineSpec& spec, const TopologyNetwork* network,
+                                        Timeline* timeline) {
   if (spec.stages.empty()) return InvalidArgumentError("pipeline: no stages");
   if (spec.micro_batches < 1) {
     return InvalidArgumentError("pipeline: micro_batches must be >= 1, got " +
@@ -210,7 +244,8 @@ Result<PipelineResult> SimulatePipeline(const PipelineSpec& spec, const Topology
                                   " devices)");
     }
   }
-  PipelineRun run(spec, network);
+  if (timeline != nullptr) *timeline = Timeline();
+  PipelineRun run(spec, network, timeline);
   return run.Run();
 }
 

@@ -39,6 +39,10 @@
 // Determinism: integer time throughout, the engine's (time, sequence) order
 // and the flow model's sorted solves; two runs of one spec are identical.
 //
+// Timeline: optionally, the replay records every operation and transfer
+// with its start and end (sim/chrome_timeline.h turns it into a Chrome
+// trace); off by default so that searches pay nothing for it.
+//
 // Thread-safety: SimulatePipeline is a pure function of its arguments (the
 // network is only read).
 #ifndef ORRERY_SIM_TASK_GRAPH_H_
@@ -97,12 +101,44 @@ struct PipelineResult {
   int64_t flows = 0;                // flows started
 };
 
+// One span of a stage's compute stream.
+struct TimelineTask {
+  enum class Kind { kForward, kBackward, kGradientSync, kOptimizer };
+  Kind kind = Kind::kForward;
+  int stage = 0;
+  int rank = 0;
+  int micro_batch = -1;  // -1 for the gradient sync and the optimizer step
+  Duration start;
+  Duration end;
+};
+
+// One pipeline transfer (a flow, or instantaneous when communication is free).
+struct TimelineTransfer {
+  bool gradient = false;  // false: activations s → s+1; true: gradients s → s−1
+  int from_stage = 0;
+  int to_stage = 0;
+  int from_rank = 0;
+  int to_rank = 0;
+  int micro_batch = 0;
+  Bytes bytes;
+  Duration start;  // when the sender's operation ended
+  Duration end;    // when the flow completed
+};
+
+struct Timeline {
+  std::vector<TimelineTask> tasks;          // in the order they end
+  std::vector<TimelineTransfer> transfers;  // in order of their start
+  Duration iteration_time;
+};
+
 // Replays `spec`. With `network` null, transfers are free (they arrive the
 // instant they are sent); otherwise they are flows on it between the
 // stages' ranks. InvalidArgument when the spec is empty, m < 1, a cost is
 // negative, a rank is outside the network, or the schedule is interleaved
-// (not in this slice).
-Result<PipelineResult> SimulatePipeline(const PipelineSpec& spec, const TopologyNetwork* network);
+// (not in this slice). With `timeline` non-null it is cleared and filled
+// with every task and transfer of the replay.
+Result<PipelineResult> SimulatePipeline(const PipelineSpec& spec, const TopologyNetwork* network,
+                                        Timeline* timeline = nullptr);
 
 }  // namespace orrery::sim
 

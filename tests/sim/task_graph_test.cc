@@ -11,8 +11,10 @@
 #include <utility>
 #include <vector>
 
+#include "core/json.h"
 #include "core/units.h"
 #include "costmodel/collective.h"
+#include "sim/chrome_timeline.h"
 #include "sim/iteration.h"
 #include "sim/network_builder.h"
 #include "topology/presets.h"
@@ -85,6 +87,61 @@ TEST(SimulatePipeline, FreeCommunicationTakesNarayananEquationOneExactly) {
       }
     }
   }
+}
+
+// 1F1B on p = 2 stages with free communication, stage costs tf and tb,
+// period T = tf + tb (worked out by hand from StageOrder):
+//   stage 1: F(i) at tf + iT, B(i) at 2tf + iT;
+//   stage 0: F(0) at 0, F(1) at tf, F(i ≥ 2) at iT, B(i) at 2tf + tb + iT.
+TEST(SimulatePipeline, TheTimelineOfTwoStageOneFOneBMatchesTheClosedFormSchedule) {
+  const Duration tf = Micros(1) + Picos(3);
+  const Duration tb = Micros(2) + Picos(5);
+  const Duration period = tf + tb;
+  const int m = 5;
+  const int p = 2;
+  Timeline timeline;
+  Result<PipelineResult> r =
+      SimulatePipeline(EqualStages(p, m, PipelineSchedule::kOneFOneB, tf, tb), nullptr, &timeline);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(timeline.iteration_time, r->iteration_time);
+
+  int compute = 0;
+  std::vector<std::vector<std::pair<Duration, Duration>>> spans(p);
+  for (const TimelineTask& t : timeline.tasks) {
+    const bool forward = t.kind == TimelineTask::Kind::kForward;
+    if (!forward && t.kind != TimelineTask::Kind::kBackward) continue;
+    ++compute;
+    const int i = t.micro_batch;
+    Duration start;
+    if (t.stage == 1) {
+      start = forward ? tf + period * i : tf * 2 + period * i;
+    } else if (forward) {
+      start = i == 0 ? Duration::Zero() : i == 1 ? tf : period * i;
+    } else {
+      start = tf * 2 + tb + period * i;
+    }
+    EXPECT_EQ(t.start, start) << "stage " << t.stage << (forward ? " F" : " B") << i;
+    EXPECT_EQ(t.end - t.start, forward ? tf : tb);
+    EXPECT_EQ(t.rank, t.stage);
+    spans[static_cast<size_t>(t.stage)].emplace_back(t.start, t.end);
+  }
+  EXPECT_EQ(compute, 2 * m * p);
+  for (auto& stage : spans) {
+    std::sort(stage.begin(), stage.end());
+    for (size_t k = 1; k < stage.size(); ++k) EXPECT_LE(stage[k - 1].second, stage[k].first);
+  }
+  // Free communication: 2m instantaneous transfers, m each way.
+  ASSERT_EQ(timeline.transfers.size(), static_cast<size_t>(2 * m));
+  for (const TimelineTransfer& t : timeline.transfers) {
+    EXPECT_EQ(t.start, t.end);
+    EXPECT_EQ(t.to_stage, t.gradient ? t.from_stage - 1 : t.from_stage + 1);
+  }
+
+  // The Chrome trace holds one complete event per task and transfer.
+  const Json trace = TimelineToChromeTrace(timeline);
+  int complete = 0;
+  for (const Json& e : trace["traceEvents"]) complete += e["ph"] == "X";
+  EXPECT_EQ(complete, static_cast<int>(timeline.tasks.size() + timeline.transfers.size()));
 }
 
 TEST(SimulatePipeline, OneStageTakesMicroBatchesTimesForwardPlusBackward) {
