@@ -9,8 +9,6 @@
 #include "core/file.h"
 #include "core/json.h"
 #include "topology/cluster_spec.h"
-#include "topology/presets.h"
-#include "workload/hf_import.h"
 #include "workload/model_spec.h"
 #include "workload/plan.h"
 #include "workload/plan_json.h"
@@ -156,12 +154,8 @@ std::string TextReport(const Plan& plan, const workload::ModelSpec& model,
 
 int RunPlan(const std::vector<std::string>& args, CommandIo& io) {
   po::options_description options("Options");
+  AddModelClusterOptions(options);
   options.add_options()
-      ("model", po::value<std::string>()->value_name("NAME|FILE"),
-       "model preset or HuggingFace config.json (required)")
-      ("cluster", po::value<std::string>()->value_name("NAME|FILE"),
-       "cluster preset or cluster JSON file (required)")
-      ("nodes", po::value<int>()->value_name("N"), "scale the cluster to N nodes")
       ("out", po::value<std::string>()->value_name("FILE"),
        "write the plan's JSON to FILE (atomically; nothing is written for an invalid plan)");
   AddFormatOption(options);
@@ -173,26 +167,13 @@ int RunPlan(const std::vector<std::string>& args, CommandIo& io) {
   }
   Result<OutputFormat> format = GetFormat(vm);
   if (!format.ok()) return ReportError(kCommand, format.status(), io);
-  if (vm.count("model") == 0) {
-    return ReportError(kCommand, InvalidArgumentError("--model is required (a preset such as "
-                                                      "llama3-70b, or a config.json)"), io);
-  }
-  if (vm.count("cluster") == 0) {
-    return ReportError(kCommand, InvalidArgumentError("--cluster is required (a preset such as "
-                                                      "dgx-h100, or a cluster JSON file)"), io);
-  }
-  std::optional<int> nodes;
-  if (vm.count("nodes") > 0) nodes = vm["nodes"].as<int>();
+  Result<PlanInputs> inputs = LoadPlanInputs(vm);
+  if (!inputs.ok()) return ReportError(kCommand, inputs.status(), io);
+  const workload::ModelSpec& model = inputs->model;
+  const topology::ClusterSpec& cluster = inputs->cluster;
+  const workload::Plan& plan = inputs->plan;
 
-  Result<workload::ModelSpec> model = workload::LoadModel(vm["model"].as<std::string>());
-  if (!model.ok()) return ReportError(kCommand, model.status(), io);
-  Result<topology::ClusterSpec> cluster =
-      topology::ResolveCluster(vm["cluster"].as<std::string>(), nodes);
-  if (!cluster.ok()) return ReportError(kCommand, cluster.status(), io);
-  Result<Plan> plan = PlanFromOptions(vm, *model, *cluster);
-  if (!plan.ok()) return ReportError(kCommand, plan.status(), io);
-
-  const workload::PlanCheck check = workload::CheckPlan(*plan, *model, *cluster);
+  const workload::PlanCheck check = workload::CheckPlan(plan, model, cluster);
   if (!check.ok()) {
     if (*format == OutputFormat::kJson) {
       Json j = Json::object();
@@ -201,10 +182,10 @@ int RunPlan(const std::vector<std::string>& args, CommandIo& io) {
       j["notes"] = check.notes;
       io.out << DumpJson(j);
     }
-    return ReportError(kCommand, workload::ValidatePlan(*plan, *model, *cluster), io);
+    return ReportError(kCommand, workload::ValidatePlan(plan, model, cluster), io);
   }
 
-  const Json plan_json = workload::PlanToJson(*plan);
+  const Json plan_json = workload::PlanToJson(plan);
   if (vm.count("out") > 0) {
     Status written = WriteFileAtomically(vm["out"].as<std::string>(), DumpJson(plan_json));
     if (!written.ok()) return ReportError(kCommand, written, io);
@@ -212,11 +193,11 @@ int RunPlan(const std::vector<std::string>& args, CommandIo& io) {
   if (*format == OutputFormat::kJson) {
     Json j = plan_json;
     j["valid"] = true;
-    j["num_micro_batches"] = plan->NumMicroBatches();
+    j["num_micro_batches"] = plan.NumMicroBatches();
     j["notes"] = check.notes;
     io.out << DumpJson(j);
   } else {
-    io.out << TextReport(*plan, *model, *cluster, check);
+    io.out << TextReport(plan, model, cluster, check);
   }
   return kExitOk;
 }

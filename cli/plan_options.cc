@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "topology/presets.h"
+#include "workload/hf_import.h"
 #include "workload/plan_json.h"
 
 namespace orrery::cli {
@@ -261,6 +263,34 @@ Result<workload::Plan> PlanFromOptions(const po::variables_map& vm,
     plan.schedule = workload::PipelineSchedule::kInterleaved;
   }
   return plan;
+}
+
+void AddModelClusterOptions(po::options_description& options) {
+  options.add_options()
+      ("model", po::value<std::string>()->value_name("NAME|FILE"),
+       "model preset or HuggingFace config.json (required)")
+      ("cluster", po::value<std::string>()->value_name("NAME|FILE"),
+       "cluster preset or cluster JSON file (required)")
+      ("nodes", po::value<int>()->value_name("N"), "scale the cluster to N nodes");
+}
+
+Result<PlanInputs> LoadPlanInputs(const po::variables_map& vm) {
+  if (vm.count("model") == 0) {
+    return InvalidArgumentError("--model is required (a preset such as llama3-70b, or a "
+                                "config.json)");
+  }
+  if (vm.count("cluster") == 0) {
+    return InvalidArgumentError("--cluster is required (a preset such as dgx-h100, or a "
+                                "cluster JSON file)");
+  }
+  std::optional<int> nodes;
+  if (vm.count("nodes") > 0) nodes = vm["nodes"].as<int>();
+  ORRERY_ASSIGN_OR_RETURN(workload::ModelSpec model,
+                          workload::LoadModel(vm["model"].as<std::string>()));
+  ORRERY_ASSIGN_OR_RETURN(topology::ClusterSpec cluster,
+                          topology::ResolveCluster(vm["cluster"].as<std::string>(), nodes));
+  ORRERY_ASSIGN_OR_RETURN(workload::Plan plan, PlanFromOptions(vm, model, cluster));
+  return PlanInputs{std::move(model), std::move(cluster), std::move(plan)};
 }
 
 }  // namespace orrery::cli

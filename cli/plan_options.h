@@ -41,6 +41,22 @@ Result<workload::Plan> PlanFromOptions(const boost::program_options::variables_m
                                        const workload::ModelSpec& model,
                                        const topology::ClusterSpec& cluster);
 
+// Adds --model, --cluster and --nodes, the inputs every plan needs.
+void AddModelClusterOptions(boost::program_options::options_description& options);
+
+// What a plan-taking subcommand works on.
+struct PlanInputs {
+  workload::ModelSpec model;
+  topology::ClusterSpec cluster;
+  workload::Plan plan;
+};
+
+// Loads the model (--model), the cluster (--cluster, scaled by --nodes) and
+// the plan (--plan FILE or the flags). InvalidArgument when --model or
+// --cluster is missing; otherwise the loaders' and PlanFromOptions' errors.
+// The plan is built, not validated: callers run CheckPlan.
+Result<PlanInputs> LoadPlanInputs(const boost::program_options::variables_map& vm);
+
 }  // namespace orrery::cli
 
 #endif  // ORRERY_CLI_PLAN_OPTIONS_H_

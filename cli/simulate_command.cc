@@ -16,8 +16,6 @@
 #include "sim/chrome_timeline.h"
 #include "sim/iteration.h"
 #include "topology/cluster_spec.h"
-#include "topology/presets.h"
-#include "workload/hf_import.h"
 #include "workload/model_spec.h"
 #include "workload/plan.h"
 
@@ -168,12 +166,8 @@ Json JsonReport(const sim::IterationReport& r, bool free_comm) {
 
 int RunSimulate(const std::vector<std::string>& args, CommandIo& io) {
   po::options_description options("Options");
+  AddModelClusterOptions(options);
   options.add_options()
-      ("model", po::value<std::string>()->value_name("NAME|FILE"),
-       "model preset or HuggingFace config.json (required)")
-      ("cluster", po::value<std::string>()->value_name("NAME|FILE"),
-       "cluster preset or cluster JSON file (required)")
-      ("nodes", po::value<int>()->value_name("N"), "scale the cluster to N nodes")
       ("free-communication", po::bool_switch(),
        "every transfer and collective costs nothing (compute only)")
       ("timeline", po::value<std::string>()->value_name("FILE"),
@@ -187,24 +181,11 @@ int RunSimulate(const std::vector<std::string>& args, CommandIo& io) {
   }
   Result<OutputFormat> format = GetFormat(vm);
   if (!format.ok()) return ReportError(kCommand, format.status(), io);
-  if (vm.count("model") == 0) {
-    return ReportError(kCommand, InvalidArgumentError("--model is required (a preset such as "
-                                                      "llama3-70b, or a config.json)"), io);
-  }
-  if (vm.count("cluster") == 0) {
-    return ReportError(kCommand, InvalidArgumentError("--cluster is required (a preset such as "
-                                                      "dgx-h100, or a cluster JSON file)"), io);
-  }
-  std::optional<int> nodes;
-  if (vm.count("nodes") > 0) nodes = vm["nodes"].as<int>();
-
-  Result<workload::ModelSpec> model = workload::LoadModel(vm["model"].as<std::string>());
-  if (!model.ok()) return ReportError(kCommand, model.status(), io);
-  Result<topology::ClusterSpec> cluster =
-      topology::ResolveCluster(vm["cluster"].as<std::string>(), nodes);
-  if (!cluster.ok()) return ReportError(kCommand, cluster.status(), io);
-  Result<workload::Plan> plan = PlanFromOptions(vm, *model, *cluster);
-  if (!plan.ok()) return ReportError(kCommand, plan.status(), io);
+  Result<PlanInputs> inputs = LoadPlanInputs(vm);
+  if (!inputs.ok()) return ReportError(kCommand, inputs.status(), io);
+  const workload::ModelSpec& model = inputs->model;
+  const topology::ClusterSpec& cluster = inputs->cluster;
+  const workload::Plan& plan = inputs->plan;
 
   sim::IterationOptions sim_options;
   sim_options.free_communication = vm["free-communication"].as<bool>();
@@ -212,7 +193,7 @@ int RunSimulate(const std::vector<std::string>& args, CommandIo& io) {
       vm.count("timeline") > 0 ? vm["timeline"].as<std::string>() : "";
   sim::Timeline timeline;
   Result<sim::IterationReport> report = sim::SimulateIteration(
-      *model, *plan, *cluster, sim_options, timeline_path.empty() ? nullptr : &timeline);
+      model, plan, cluster, sim_options, timeline_path.empty() ? nullptr : &timeline);
   if (!report.ok()) return ReportError(kCommand, report.status(), io);
   if (!timeline_path.empty()) {
     Status written =
@@ -225,7 +206,7 @@ int RunSimulate(const std::vector<std::string>& args, CommandIo& io) {
     j["timeline"] = timeline_path.empty() ? Json(nullptr) : Json(timeline_path);
     io.out << DumpJson(j);
   } else {
-    io.out << TextReport(*report, *model, *plan, *cluster, sim_options.free_communication);
+    io.out << TextReport(*report, model, plan, cluster, sim_options.free_communication);
     if (!timeline_path.empty()) {
       io.out << "\ntimeline written to " << timeline_path << " (open in https://ui.perfetto.dev)\n";
     }
