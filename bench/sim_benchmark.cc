@@ -10,9 +10,19 @@
 //   BM_FlowChurnIslands/F     F concurrent flows inside 8-link islands (as
 //                             traffic inside NVLink domains): each event
 //                             re-solves only its island
+//   BM_LoneCoflows/K          coflows of a K-host ring (the union of its K
+//                             edges' routes), started and completed one after
+//                             another: every solve is the one-flow fast path;
+//                             time per coflow (start, solve, end, solve)
+//   BM_CoflowChurnShared/F    F concurrent coflows, each an 8-host ring across
+//                             the spine with weights, on shared links: each
+//                             completion starts a new one and re-solves the
+//                             component with the full weighted max-min solver
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <map>
 #include <vector>
 
 #include "core/units.h"
@@ -167,6 +177,107 @@ void BM_FlowChurnShared(benchmark::State& state) { FlowChurn(state, false); }
 void BM_FlowChurnIslands(benchmark::State& state) { FlowChurn(state, true); }
 BENCHMARK(BM_FlowChurnShared)->Arg(1000)->Arg(10000)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_FlowChurnIslands)->Arg(1000)->Arg(10000)->Unit(benchmark::kMicrosecond);
+
+// A coflow's links and weights: the union of the routes of a ring of hosts
+// ring[0] → ring[1] → … → ring[0], each link weighted by the edges crossing it.
+struct RingFootprint {
+  RingFootprint(const LeafSpine& fabric, const std::vector<int>& ring, int lane) {
+    std::map<uint32_t, uint32_t> weight;
+    for (size_t i = 0; i < ring.size(); ++i) {
+      for (LinkId l : fabric.Route(ring[i], ring[(i + 1) % ring.size()], lane)) {
+        ++weight[l.value()];
+      }
+    }
+    for (const auto& [link, w] : weight) {
+      links.push_back(LinkId(link));
+      weights.push_back(w);
+    }
+  }
+  FlowSpec Spec(Bytes size) const {
+    FlowSpec spec;
+    spec.links = links;
+    spec.weights = weights;
+    spec.size = size;
+    spec.latency = Micros(10);
+    spec.rate_cap_bytes_per_s = 40'000'000'000;
+    return spec;
+  }
+  std::vector<LinkId> links;
+  std::vector<uint32_t> weights;
+};
+
+void BM_LoneCoflows(benchmark::State& state) {
+  const int hosts = static_cast<int>(state.range(0));
+  const LeafSpine fabric(512);
+  std::vector<int> ring;
+  for (int h = 0; h < hosts; ++h) ring.push_back(h * (512 / hosts));
+  const RingFootprint footprint(fabric, ring, 0);
+  const FlowSpec spec = footprint.Spec(MiB(64));
+  Engine engine;
+  FlowModel model(&engine, &fabric.network);
+  for (auto _ : state) {
+    model.StartFlow(spec, nullptr);
+    engine.Run();
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.counters["links"] = static_cast<double>(footprint.links.size());
+  state.counters["lone_share"] =
+      model.stats().flows_solved > 0
+          ? static_cast<double>(model.stats().lone_flows_solved) / model.stats().flows_solved
+          : 0.0;
+}
+BENCHMARK(BM_LoneCoflows)->Arg(8)->Arg(64)->Arg(512)->Unit(benchmark::kMicrosecond);
+
+// Keeps `coflows` 8-host ring coflows in flight over the spine.
+class CoflowChurn : public FlowObserver {
+ public:
+  CoflowChurn(FlowModel* model, const LeafSpine* fabric) : model_(model), fabric_(fabric) {
+    // A fixed pool of footprints to draw from.
+    for (int f = 0; f < 256; ++f) {
+      std::vector<int> ring;
+      for (int i = 0; i < 8; ++i) ring.push_back(static_cast<int>(random_.Next() % 512));
+      std::sort(ring.begin(), ring.end());
+      ring.erase(std::unique(ring.begin(), ring.end()), ring.end());
+      pool_.emplace_back(*fabric_, ring, f);
+    }
+  }
+  void StartOne(uint64_t tag) {
+    const RingFootprint& footprint = pool_[random_.Next() % pool_.size()];
+    model_->StartFlow(footprint.Spec(Bytes(static_cast<int64_t>(1 + random_.Next() % 64) << 20)),
+                      this, tag);
+  }
+  void OnFlowCompleted(FlowId, uint64_t tag) override {
+    ++completed;
+    StartOne(tag);
+  }
+  int64_t completed = 0;
+
+ private:
+  FlowModel* model_;
+  const LeafSpine* fabric_;
+  std::vector<RingFootprint> pool_;
+  Lcg random_{5};
+};
+
+void BM_CoflowChurnShared(benchmark::State& state) {
+  const int coflows = static_cast<int>(state.range(0));
+  const LeafSpine fabric(512);
+  Engine engine;
+  FlowModel model(&engine, &fabric.network);
+  CoflowChurn churn(&model, &fabric);
+  for (int f = 0; f < coflows; ++f) churn.StartOne(static_cast<uint64_t>(f));
+  engine.RunUntil(Micros(100));  // past the start-up latency
+  const int64_t completed = churn.completed;
+  const FlowModelStats before = model.stats();
+  for (auto _ : state) engine.Step();
+  const int64_t solves = model.stats().solves - before.solves;
+  state.SetItemsProcessed(state.iterations());
+  state.counters["completions"] = static_cast<double>(churn.completed - completed);
+  state.counters["flows_per_solve"] =
+      solves > 0 ? static_cast<double>(model.stats().flows_solved - before.flows_solved) / solves
+                 : 0.0;
+}
+BENCHMARK(BM_CoflowChurnShared)->Arg(100)->Arg(1000)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace orrery::sim

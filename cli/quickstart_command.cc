@@ -171,12 +171,11 @@ int RunQuickstart(const std::vector<std::string>& args, CommandIo& io) {
   const std::string timeline_path = vm["timeline"].as<std::string>();
   bool timeline_written = false;
   if (best != nullptr && !timeline_path.empty()) {
-    sim::Timeline timeline;
+    sim::IterationTrace trace;
     Result<sim::IterationReport> again =
-        sim::SimulateIteration(*model, best->plan, *cluster, {}, &timeline);
+        sim::SimulateIteration(*model, best->plan, *cluster, {}, &trace);
     if (!again.ok()) return ReportError("quickstart", again.status(), io);
-    Status written =
-        WriteFileAtomically(timeline_path, DumpJson(sim::TimelineToChromeTrace(timeline)));
+    Status written = WriteFileAtomically(timeline_path, DumpJson(sim::TraceToChromeTrace(trace)));
     if (!written.ok()) return ReportError("quickstart", written, io);
     timeline_written = true;
   }
@@ -191,8 +190,6 @@ int RunQuickstart(const std::vector<std::string>& args, CommandIo& io) {
 
   const char* kMissing[] = {
       "layer-wise search (issue #6): plans here are uniform (every layer alike), 1F1B only",
-      "in the simulator (issue #5): TP and DP collectives as contending flows, DP overlap "
-      "with backward, the interleaved schedule",
   };
   if (*format == OutputFormat::kJson) {
     Json out;

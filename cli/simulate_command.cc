@@ -1,7 +1,6 @@
 // `orrery simulate`: replay one training iteration of a plan on the event
 // simulator (sim/iteration.h) and report its time, throughput, MFU and
-// per-stage breakdown. First slice of issue #5: one pipeline with its
-// pipeline traffic as flows; TP and DP collectives analytic.
+// per-stage breakdown: every rank and link (issue #5).
 #include <cstdio>
 #include <optional>
 #include <sstream>
@@ -32,22 +31,24 @@ constexpr std::string_view kUsage =
     "                   [--free-communication] [--timeline FILE] [--format text|json]";
 
 constexpr std::string_view kDescription =
-    "Simulates one training iteration of a plan on the discrete-event simulator:\n"
-    "the forwards and backwards of one pipeline (the pp ranks of data-parallel\n"
-    "replica 0) in the order of the schedule (gpipe or 1f1b), compute timed by\n"
-    "the compute model, activations and gradients between stages as flows on the\n"
-    "cluster's topology, then the data-parallel gradient all-reduce and the\n"
-    "optimizer step. Prints the iteration time, tokens/s, model TFLOP/s per GPU,\n"
-    "MFU and, per stage, compute, bubble and exposed communication.\n"
+    "Simulates one training iteration of a plan on the discrete-event simulator,\n"
+    "every rank and every link: each pipeline stage's forward and backward passes\n"
+    "per layer and micro-batch in the order of the schedule (gpipe, 1f1b or\n"
+    "interleaved), the tensor/sequence-, context- and expert-parallel collectives\n"
+    "in the compute path, pipeline sends on their own streams, the data-parallel\n"
+    "gradient reduction in buckets overlapped with the last backward, ZeRO's\n"
+    "reduce-scatters and all-gathers, recomputation and the optimizer step.\n"
+    "Every collective and transfer is a flow on the cluster's links, sharing\n"
+    "bandwidth max-min with the traffic it meets; compute comes from the compute\n"
+    "model, each collective's uncontended time from NCCL's tuning model.\n"
+    "Memory is tracked as allocations and frees over the run.\n"
     "\n"
-    "In this first slice the tensor-parallel collectives (in the compute path)\n"
-    "and the data-parallel all-reduce (after the last backward, not overlapped)\n"
-    "are analytic estimates of the collective cost model, not flows; the\n"
-    "interleaved schedule and memory are not simulated yet.\n"
+    "Prints the iteration time, tokens/s, model TFLOP/s per GPU, MFU, the peak\n"
+    "memory against the device's, and per stage where the time went (compute,\n"
+    "recompute, exposed communication, pipeline bubble).\n"
     "--free-communication makes every transfer and collective cost nothing.\n"
-    "--timeline FILE writes the iteration as a Chrome trace (every forward,\n"
-    "backward, pipeline transfer, gradient sync and optimizer step per stage)\n"
-    "to open in https://ui.perfetto.dev or chrome://tracing.";
+    "--timeline FILE writes the iteration as a Chrome trace (one process per\n"
+    "node, one track per rank and stream) to open in https://ui.perfetto.dev.";
 
 constexpr std::string_view kExamples =
     "  orrery simulate --model gpt-1.7b --cluster dgx-h100 --nodes 2 --tp 2 --pp 4 \\\n"
@@ -68,56 +69,63 @@ std::string Pad(std::string s, size_t width) {
   return s;
 }
 
-// The stage whose end sets the iteration time.
-size_t BoundingStage(const sim::IterationReport& r) {
-  size_t best = 0;
-  for (size_t s = 1; s < r.stages.size(); ++s) {
-    if (r.stages[s].times.end > r.stages[best].times.end) best = s;
-  }
-  return best;
-}
-
-constexpr std::string_view kAnalyticNote =
-    "TP collectives and the DP gradient all-reduce are analytic (collective cost\n"
-    "        model), not flows, in this slice; the DP all-reduce is not overlapped with\n"
-    "        backward";
+std::string Gib(Bytes b) { return Fixed(static_cast<double>(b.count()) / (1 << 30), 1); }
 
 std::string TextReport(const sim::IterationReport& r, const workload::ModelSpec& model,
                        const workload::Plan& plan, const topology::ClusterSpec& cluster,
                        bool free_comm) {
+  const workload::LayerStrategy& l = plan.layers.front();
   std::ostringstream out;
   out << "Simulated iteration of " << model.name << " on " << cluster.name << " ("
-      << r.devices << " devices), " << workload::PipelineScheduleName(r.schedule) << ", pp "
-      << plan.pp << ", " << r.micro_batches << " micro-batches\n\n";
+      << r.devices << " devices): tp " << l.tp << ", pp " << plan.pp << ", dp " << l.dp;
+  if (l.cp > 1) out << ", cp " << l.cp;
+  if (l.ep > 1) out << ", ep " << l.ep;
+  out << ", " << workload::PipelineScheduleName(r.schedule);
+  if (r.vpp > 1) out << " (vpp " << r.vpp << ")";
+  out << ", " << r.micro_batches << " micro-batches\n\n";
   out << "  iteration time   " << FormatDuration(r.iteration_time) << "\n";
   out << "  throughput       " << Fixed(r.tokens_per_s, 0) << " tokens/s, "
       << Fixed(r.samples_per_s, 2) << " samples/s\n";
   out << "  model TFLOP/s    " << Fixed(r.model_flops_per_device.FlopsPerSecond() / 1e12, 1)
-      << " per GPU; MFU " << Fixed(100 * r.mfu, 1) << "% of "
+      << " per GPU (hardware " << Fixed(r.hardware_flops_per_device.FlopsPerSecond() / 1e12, 1)
+      << "); MFU " << Fixed(100 * r.mfu, 1) << "% of "
       << Fixed(r.peak_per_device.FlopsPerSecond() / 1e12, 0) << " TFLOP/s\n";
-  out << "  p2p transfer     " << r.p2p_bytes.count() << " bytes per micro-batch each way ("
-      << r.flows << " flows)\n\n";
+  out << "  peak memory      " << Gib(r.peak_memory) << " GiB of " << Gib(r.memory_capacity)
+      << " GiB (usable " << Gib(r.usable_memory) << " GiB): "
+      << (r.fits_memory ? "fits" : "DOES NOT FIT") << "\n";
+  const sim::LaneTimes& b = r.breakdown;
+  out << "  stage " << r.bound_stage << " ends last: compute " << FormatDuration(b.compute)
+      << ", recompute " << FormatDuration(b.recompute) << ", exposed comm "
+      << FormatDuration(b.exposed_comm) << ", bubble " << FormatDuration(b.bubble) << "\n\n";
   out << "  " << Pad("stage", 7) << Pad("rank", 6) << Pad("layers", 8) << Pad("fwd/mb", 10)
-      << Pad("bwd/mb", 10) << Pad("tp/mb", 10) << Pad("dp sync", 10) << Pad("optim", 10)
-      << Pad("compute", 10) << Pad("bubble", 10) << "exposed comm\n";
-  for (size_t s = 0; s < r.stages.size(); ++s) {
-    const sim::StageReport& st = r.stages[s];
-    out << "  " << Pad(std::to_string(s), 7) << Pad(std::to_string(st.rank), 6)
-        << Pad(workload::LayerRangeName(st.first_layer, st.first_layer + st.layers - 1), 8)
-        << Pad(FormatDuration(st.forward), 10) << Pad(FormatDuration(st.backward), 10)
-        << Pad(FormatDuration(st.tp_comm), 10) << Pad(FormatDuration(st.gradient_sync), 10)
-        << Pad(FormatDuration(st.optimizer), 10) << Pad(FormatDuration(st.times.busy), 10)
-        << Pad(FormatDuration(st.times.bubble), 10) << FormatDuration(st.times.exposed_comm)
-        << "\n";
+      << Pad("bwd/mb", 10) << Pad("comm/mb", 10) << Pad("compute", 10) << Pad("exposed", 10)
+      << Pad("bubble", 10) << "peak memory\n";
+  for (const sim::StageReport& st : r.stages) {
+    out << "  " << Pad(std::to_string(st.stage), 7) << Pad(std::to_string(st.rank), 6)
+        << Pad(std::to_string(st.layers), 8) << Pad(FormatDuration(st.forward), 10)
+        << Pad(FormatDuration(st.backward), 10) << Pad(FormatDuration(st.path_comm), 10)
+        << Pad(FormatDuration(st.times.compute + st.times.recompute), 10)
+        << Pad(FormatDuration(st.times.exposed_comm), 10)
+        << Pad(FormatDuration(st.times.bubble), 10) << Gib(st.peak_memory) << " GiB\n";
   }
-  out << "\n  Stage " << BoundingStage(r) << " bounds the iteration.\n";
-  if (free_comm) {
-    out << "  Communication is free (--free-communication).\n";
-  } else {
-    out << "  Note: " << kAnalyticNote << ".\n";
-  }
+  out << "\n  " << r.lanes << " lanes, " << r.tasks << " tasks, " << r.flows << " flows, "
+      << r.events << " events";
+  if (free_comm) out << "; communication is free (--free-communication)";
+  out << "\n";
   return out.str();
 }
+
+Json Times(const sim::LaneTimes& t) {
+  Json j = Json::object();
+  j["compute_s"] = t.compute.ToSeconds();
+  j["recompute_s"] = t.recompute.ToSeconds();
+  j["exposed_comm_s"] = t.exposed_comm.ToSeconds();
+  j["comm_in_path_s"] = t.comm_in_path.ToSeconds();
+  j["bubble_s"] = t.bubble.ToSeconds();
+  return j;
+}
+
+double GibOf(Bytes b) { return static_cast<double>(b.count()) / (1 << 30); }
 
 Json JsonReport(const sim::IterationReport& r, bool free_comm) {
   Json j = Json::object();
@@ -125,40 +133,43 @@ Json JsonReport(const sim::IterationReport& r, bool free_comm) {
   j["tokens_per_s"] = r.tokens_per_s;
   j["samples_per_s"] = r.samples_per_s;
   j["model_tflops_per_gpu"] = r.model_flops_per_device.FlopsPerSecond() / 1e12;
+  j["hardware_tflops_per_gpu"] = r.hardware_flops_per_device.FlopsPerSecond() / 1e12;
   j["mfu"] = r.mfu;
+  j["peak_memory_gib"] = GibOf(r.peak_memory);
+  j["memory_capacity_gib"] = GibOf(r.memory_capacity);
+  j["usable_memory_gib"] = GibOf(r.usable_memory);
+  j["fits_memory"] = r.fits_memory;
+  j["breakdown"] = Times(r.breakdown);
+  j["bound_stage"] = r.bound_stage;
   j["devices"] = r.devices;
   j["schedule"] = std::string(workload::PipelineScheduleName(r.schedule));
+  j["vpp"] = r.vpp;
   j["micro_batches"] = r.micro_batches;
   j["p2p_bytes"] = r.p2p_bytes.count();
-  const sim::StageReport& bound = r.stages[BoundingStage(r)];
-  Json breakdown = Json::object();
-  breakdown["compute_s"] = bound.times.busy.ToSeconds();
-  breakdown["exposed_comm_s"] = bound.times.exposed_comm.ToSeconds();
-  breakdown["bubble_s"] = bound.times.bubble.ToSeconds();
-  j["breakdown"] = breakdown;
   Json stages = Json::array();
   for (const sim::StageReport& st : r.stages) {
     Json s = Json::object();
+    s["stage"] = st.stage;
     s["rank"] = st.rank;
     s["first_layer"] = st.first_layer;
     s["layers"] = st.layers;
     s["parameters"] = st.parameters;
     s["forward_per_micro_batch_s"] = st.forward.ToSeconds();
     s["backward_per_micro_batch_s"] = st.backward.ToSeconds();
-    s["tp_comm_per_micro_batch_s"] = st.tp_comm.ToSeconds();
-    s["gradient_sync_s"] = st.gradient_sync.ToSeconds();
-    s["optimizer_s"] = st.optimizer.ToSeconds();
-    s["compute_s"] = st.times.busy.ToSeconds();
-    s["bubble_s"] = st.times.bubble.ToSeconds();
-    s["exposed_comm_s"] = st.times.exposed_comm.ToSeconds();
+    s["recompute_per_micro_batch_s"] = st.recompute.ToSeconds();
+    s["path_comm_per_micro_batch_s"] = st.path_comm.ToSeconds();
+    s["times"] = Times(st.times);
     s["end_s"] = st.times.end.ToSeconds();
+    s["peak_memory_gib"] = GibOf(st.peak_memory);
+    s["estimated_memory_gib"] = GibOf(st.estimated_memory);
     stages.push_back(s);
   }
   j["per_stage"] = stages;
   j["free_communication"] = free_comm;
-  j["notes"] = Json::array(
-      {"TP collectives and the DP gradient all-reduce are analytic (collective cost model), "
-       "not flows, in this slice; the DP all-reduce is not overlapped with backward"});
+  j["lanes"] = r.lanes;
+  j["tasks"] = r.tasks;
+  j["flows"] = r.flows;
+  j["events"] = r.events;
   return j;
 }
 
@@ -191,13 +202,12 @@ int RunSimulate(const std::vector<std::string>& args, CommandIo& io) {
   sim_options.free_communication = vm["free-communication"].as<bool>();
   const std::string timeline_path =
       vm.count("timeline") > 0 ? vm["timeline"].as<std::string>() : "";
-  sim::Timeline timeline;
+  sim::IterationTrace trace;
   Result<sim::IterationReport> report = sim::SimulateIteration(
-      model, plan, cluster, sim_options, timeline_path.empty() ? nullptr : &timeline);
+      model, plan, cluster, sim_options, timeline_path.empty() ? nullptr : &trace);
   if (!report.ok()) return ReportError(kCommand, report.status(), io);
   if (!timeline_path.empty()) {
-    Status written =
-        WriteFileAtomically(timeline_path, DumpJson(sim::TimelineToChromeTrace(timeline)));
+    Status written = WriteFileAtomically(timeline_path, DumpJson(sim::TraceToChromeTrace(trace)));
     if (!written.ok()) return ReportError(kCommand, written, io);
   }
 

@@ -1,110 +1,90 @@
 #include "sim/chrome_timeline.h"
 
-#include <map>
 #include <string>
-#include <tuple>
 #include <utility>
-#include <vector>
 
+#include "core/check.h"
 #include "traces/chrome_trace.h"
 
 namespace orrery::sim {
 namespace {
 
-constexpr int kPid = 0;
-constexpr int kFirstTransferTid = 1000;
-
-std::string TaskName(const TimelineTask& task) {
-  switch (task.kind) {
-    case TimelineTask::Kind::kForward:
-      return "F" + std::to_string(task.micro_batch);
-    case TimelineTask::Kind::kBackward:
-      return "B" + std::to_string(task.micro_batch);
-    case TimelineTask::Kind::kGradientSync:
-      return "gradient sync";
-    case TimelineTask::Kind::kOptimizer:
+std::string TaskName(const Task& task) {
+  std::string name;
+  const int mb = task.info.micro_batch;
+  switch (task.label) {
+    case TaskLabel::kForward:
+      name = "F" + std::to_string(mb);
+      break;
+    case TaskLabel::kBackward:
+      name = "B" + std::to_string(mb);
+      break;
+    case TaskLabel::kRecompute:
+      name = "R" + std::to_string(mb);
+      break;
+    case TaskLabel::kOptimizer:
       return "optimizer";
+    default:
+      name = std::string(TaskLabelName(task.label));
+      if (mb >= 0) name += " mb" + std::to_string(mb);
+      if (task.info.bucket >= 0) name += " bucket " + std::to_string(task.info.bucket);
+      break;
   }
-  return "";
-}
-
-std::string TaskCategory(TimelineTask::Kind kind) {
-  switch (kind) {
-    case TimelineTask::Kind::kForward:
-      return "forward";
-    case TimelineTask::Kind::kBackward:
-      return "backward";
-    case TimelineTask::Kind::kGradientSync:
-      return "gradient_sync";
-    case TimelineTask::Kind::kOptimizer:
-      return "optimizer";
-  }
-  return "";
+  if (task.info.chunk > 0) name += " c" + std::to_string(task.info.chunk);
+  return name;
 }
 
 }  // namespace
 
-Json TimelineToChromeTrace(const Timeline& timeline) {
-  traces::ChromeTrace trace;
-  trace.SetProcessName(kPid, "pipeline (data-parallel replica 0)");
-  for (const TimelineTask& task : timeline.tasks) {
-    trace.SetThreadName(kPid, task.stage,
-                        "stage " + std::to_string(task.stage) + " · rank " +
-                            std::to_string(task.rank));
-    Json args = Json::object();
-    if (task.micro_batch >= 0) args["micro_batch"] = task.micro_batch;
-    trace.AddComplete({.name = TaskName(task),
-                       .category = TaskCategory(task.kind),
-                       .pid = kPid,
-                       .tid = task.stage,
-                       .start = task.start,
-                       .duration = task.end - task.start,
-                       .args = std::move(args)});
-  }
-
-  // Transfers: per direction (gradient?, from, to), lanes filled first-fit
-  // in order of start so that no two spans on one row overlap.
-  using Direction = std::tuple<bool, int, int>;
-  std::map<Direction, std::vector<Duration>> lane_ends;  // per lane, its last end
-  std::vector<std::tuple<Direction, size_t, size_t>> placed;  // direction, lane, transfer
-  for (size_t i = 0; i < timeline.transfers.size(); ++i) {
-    const TimelineTransfer& t = timeline.transfers[i];
-    std::vector<Duration>& ends = lane_ends[{t.gradient, t.from_stage, t.to_stage}];
-    size_t lane = 0;
-    while (lane < ends.size() && ends[lane] > t.start) ++lane;
-    if (lane == ends.size()) ends.push_back(t.end);
-    ends[lane] = t.end;
-    placed.emplace_back(Direction{t.gradient, t.from_stage, t.to_stage}, lane, i);
-  }
-  std::map<std::pair<Direction, size_t>, int> tids;
-  int next_tid = kFirstTransferTid;
-  for (const auto& [direction, ends] : lane_ends) {
-    for (size_t lane = 0; lane < ends.size(); ++lane) {
-      const auto& [gradient, from, to] = direction;
-      std::string name = std::string(gradient ? "gradients " : "activations ") +
-                         std::to_string(from) + "→" + std::to_string(to);
-      if (lane > 0) name += " #" + std::to_string(lane + 1);
-      trace.SetThreadName(kPid, next_tid, name);
-      tids[{direction, lane}] = next_tid++;
+Json TraceToChromeTrace(const IterationTrace& trace) {
+  const TaskGraph& graph = trace.graph.graph;
+  const ReplayResult& replay = trace.replay;
+  ORRERY_CHECK(replay.spans.size() == graph.num_tasks()) << "the replay recorded no spans";
+  const int per_node = trace.devices_per_node;
+  traces::ChromeTrace out;
+  for (size_t l = 0; l < graph.num_lanes(); ++l) {
+    for (int rank : graph.lane(static_cast<LaneId>(l)).ranks) {
+      const int node = rank / per_node;
+      out.SetProcessName(node, "node " + std::to_string(node));
+      for (int s = 0; s < kNumStreams; ++s) {
+        out.SetThreadName(node, (rank % per_node) * kNumStreams + s,
+                          "rank " + std::to_string(rank) + " · " +
+                              std::string(StreamKindName(static_cast<StreamKind>(s))));
+      }
     }
   }
-  for (const auto& [direction, lane, i] : placed) {
-    const TimelineTransfer& t = timeline.transfers[i];
-    trace.AddComplete(
-        {.name = std::string(t.gradient ? "grad " : "act ") + std::to_string(t.micro_batch),
-         .category = t.gradient ? "gradient_transfer" : "activation_transfer",
-         .pid = kPid,
-         .tid = tids.at({direction, lane}),
-         .start = t.start,
-         .duration = t.end - t.start,
-         .args = Json{{"micro_batch", t.micro_batch},
-                      {"bytes", t.bytes.count()},
-                      {"from_stage", t.from_stage},
-                      {"to_stage", t.to_stage},
-                      {"from_rank", t.from_rank},
-                      {"to_rank", t.to_rank}}});
+  for (const TaskSpan& span : replay.spans) {
+    const Duration length = span.end - span.start;
+    if (length <= Duration::Zero()) continue;
+    const Task& task = graph.task(span.task);
+    Json args = Json::object();
+    if (task.info.micro_batch >= 0) args["micro_batch"] = task.info.micro_batch;
+    if (task.info.chunk > 0) args["chunk"] = task.info.chunk;
+    if (task.communication) {
+      args["edge_bytes"] = task.coflow.progress_bytes.count();
+      args["uncontended_us"] = traces::ChromeTraceMicros(task.coflow.uncontended_time);
+      if (task.coflow.uncontended_time > Duration::Zero()) {
+        args["slowdown"] = length.ToSeconds() / task.coflow.uncontended_time.ToSeconds();
+      }
+      Json group = Json::array();
+      for (LaneId lane : graph.LanesOf(span.task)) group.push_back(graph.lane(lane).ranks.front());
+      args["lanes_first_ranks"] = std::move(group);
+    }
+    const std::string name = TaskName(task);
+    const std::string category(TaskLabelName(task.label));
+    for (LaneId lane : graph.LanesOf(span.task)) {
+      for (int rank : graph.lane(lane).ranks) {
+        out.AddComplete({.name = name,
+                         .category = category,
+                         .pid = rank / per_node,
+                         .tid = (rank % per_node) * kNumStreams + static_cast<int>(task.stream),
+                         .start = span.start,
+                         .duration = length,
+                         .args = args});
+      }
+    }
   }
-  return trace.ToJson();
+  return out.ToJson();
 }
 
 }  // namespace orrery::sim

@@ -1,28 +1,36 @@
-// TimelineToChromeTrace: a recorded pipeline replay (sim/task_graph.h,
-// Timeline) as a Chrome trace (traces/chrome_trace.h) that Perfetto
-// (https://ui.perfetto.dev) and chrome://tracing open.
+// TraceToChromeTrace: a simulated iteration (sim/iteration.h,
+// IterationTrace: the task graph and every task's span) as a Chrome trace
+// (traces/chrome_trace.h) that Perfetto (https://ui.perfetto.dev) and
+// chrome://tracing open.
 //
-// Layout: one process, "pipeline (data-parallel replica 0)" (pid 0), with
-//   * one thread per stage, tid s, "stage s · rank r": its forwards
-//     ("F3": micro-batch 3, category "forward"), backwards ("B3",
-//     "backward"), then "gradient sync" and "optimizer";
-//   * the transfers below them, one row ("lane") per direction between two
-//     neighbouring stages and as many lanes as transfers overlap there:
-//     "activations s→s+1" and "gradients s+1→s" (tids from 1000 up), each
-//     event named "act 3" / "grad 3" with its bytes, ranks and micro-batch.
-// Spans are exact: ts and dur are the recorded picosecond times, in
-// microseconds rounded to the nanosecond.
+// Layout: one process per node ("node n"), one thread per rank and stream
+// ("rank r · compute", "rank r · dp-comm", "rank r · pp-send"; tid =
+// local device × 3 + stream). A task appears on every rank of each of its
+// lanes (the tp ranks of a lane run it together):
+//   * compute: "F3" / "B3" / "R3" (forward, backward, recompute of
+//     micro-batch 3; "c1" appended for model chunk 1 of an interleaved
+//     schedule), "optimizer"; category the task label;
+//   * communication: "<kind> mb3" (tp-comm, cp-comm, ep-comm,
+//     pp-activation, pp-gradient) or "<kind> bucket 2" (dp-grad-reduce,
+//     dp-param-gather), category the label; args: bytes each ring edge (or pair)
+//     carried, the uncontended time, the slowdown the sharing caused and
+//     the group (the first rank of each lane).
+// Spans are exact: ts and dur are the replay's picosecond times, in
+// microseconds rounded to the nanosecond. Tasks of zero duration are left
+// out. A trace of thousands of ranks is large (every task of every rank):
+// open a small plan, or read the JSON report instead.
 //
 // Thread-safety: a pure function.
 #ifndef ORRERY_SIM_CHROME_TIMELINE_H_
 #define ORRERY_SIM_CHROME_TIMELINE_H_
 
 #include "core/json.h"
-#include "sim/task_graph.h"
+#include "sim/iteration.h"
 
 namespace orrery::sim {
 
-Json TimelineToChromeTrace(const Timeline& timeline);
+// REQUIRES: `trace` was filled by SimulateIteration (spans recorded).
+Json TraceToChromeTrace(const IterationTrace& trace);
 
 }  // namespace orrery::sim
 

@@ -36,22 +36,46 @@ FlowModel::~FlowModel() {
 
 FlowId FlowModel::StartFlow(std::span<const LinkId> route, Bytes size, FlowObserver* observer,
                             uint64_t tag) {
-  ORRERY_CHECK(size >= Bytes::Zero()) << "flow of " << size.count() << " bytes";
+  FlowSpec spec;
+  spec.links = route;
+  spec.size = size;
+  return StartFlow(spec, observer, tag);
+}
+
+FlowId FlowModel::StartFlow(const FlowSpec& spec, FlowObserver* observer, uint64_t tag) {
+  ORRERY_CHECK(spec.size >= Bytes::Zero()) << "flow of " << spec.size.count() << " bytes";
+  ORRERY_CHECK(spec.weights.empty() || spec.weights.size() == spec.links.size())
+      << spec.weights.size() << " weights for " << spec.links.size() << " links";
+  ORRERY_CHECK(spec.rate_cap_bytes_per_s >= 0) << "rate cap " << spec.rate_cap_bytes_per_s;
+  ORRERY_CHECK(!spec.latency.has_value() || *spec.latency >= Duration::Zero())
+      << "negative latency";
   GrowLinks();
+  const uint32_t mark = NextEpoch();
   Duration latency = Duration::Zero();
-  for (size_t i = 0; i < route.size(); ++i) {
-    latency += network_->link(route[i]).latency;
-    for (size_t j = 0; j < i; ++j) {
-      ORRERY_CHECK(route[j] != route[i]) << "route crosses link " << route[i].value() << " twice";
-    }
+  for (const LinkId link : spec.links) {
+    ORRERY_CHECK(network_->Contains(link)) << "no link " << link.value();
+    LinkState& state = links_[link.value()];
+    ORRERY_CHECK(state.visit_epoch != mark) << "flow crosses link " << link.value() << " twice";
+    state.visit_epoch = mark;
+    if (!spec.latency.has_value()) latency += network_->link(link).latency;
   }
+  if (spec.latency.has_value()) latency = *spec.latency;
+
   const uint32_t slot = AllocateFlow();
   Flow& flow = flows_[slot];
   flow.phase = Phase::kLatency;
   flow.route.clear();
-  for (LinkId link : route) flow.route.push_back(link.value());
-  flow.link_slot.assign(route.size(), kNone);
-  flow.remaining_picobytes = static_cast<__int128>(size.count()) * kPicobytesPerByte;
+  for (const LinkId link : spec.links) flow.route.push_back(link.value());
+  if (spec.weights.empty()) {
+    flow.weights.assign(spec.links.size(), 1);
+  } else {
+    flow.weights.assign(spec.weights.begin(), spec.weights.end());
+    for (const uint32_t weight : flow.weights) ORRERY_CHECK(weight >= 1) << "weight " << weight;
+  }
+  flow.link_slot.assign(spec.links.size(), kNone);
+  flow.bound_bytes_per_s =
+      spec.rate_cap_bytes_per_s > 0 ? spec.rate_cap_bytes_per_s : SharingProblem::kUnbounded;
+  flow.remaining_picobytes = static_cast<__int128>(spec.size.count()) * kPicobytesPerByte;
   flow.rate_bytes_per_s = 0;
   flow.updated_ps = engine_->now().picos();
   flow.observer = observer;
@@ -61,7 +85,7 @@ FlowId FlowModel::StartFlow(std::span<const LinkId> route, Bytes size, FlowObser
   const FlowId id(slot, flow.generation);
   const uint64_t payload = Payload(slot, flow.generation);
 
-  if (route.empty() || size == Bytes::Zero()) {
+  if (spec.links.empty() || spec.size == Bytes::Zero()) {
     flow.event = engine_->ScheduleAfter(latency, &completion_, payload);
   } else if (latency > Duration::Zero()) {
     flow.event = engine_->ScheduleAfter(latency, &transfer_start_, payload);
@@ -149,7 +173,7 @@ void FlowModel::EnterTransfer(uint32_t slot) {
   for (size_t i = 0; i < flow.route.size(); ++i) {
     LinkState& link = links_[flow.route[i]];
     flow.link_slot[i] = static_cast<uint32_t>(link.flows.size());
-    link.flows.push_back(slot);
+    link.flows.push_back(FlowOnLink{slot, static_cast<uint32_t>(i)});
     MarkDirty(flow.route[i]);
   }
 }
@@ -160,18 +184,10 @@ void FlowModel::LeaveLinks(uint32_t slot) {
     const uint32_t link_index = flow.route[i];
     LinkState& link = links_[link_index];
     const uint32_t position = flow.link_slot[i];
-    const uint32_t moved = link.flows.back();
+    const FlowOnLink moved = link.flows.back();
     link.flows[position] = moved;
     link.flows.pop_back();
-    if (moved != slot) {
-      Flow& other = flows_[moved];
-      for (size_t j = 0; j < other.route.size(); ++j) {
-        if (other.route[j] == link_index) {
-          other.link_slot[j] = position;
-          break;
-        }
-      }
-    }
+    if (moved.slot != slot) flows_[moved.slot].link_slot[moved.route_index] = position;
     flow.link_slot[i] = kNone;
     MarkDirty(link_index);
   }
@@ -211,63 +227,105 @@ void FlowModel::MarkDirty(uint32_t link) {
   }
 }
 
-void FlowModel::RunSolve() {
-  ++stats_.solves;
+uint32_t FlowModel::NextEpoch() {
   if (++epoch_ == 0) {  // wrapped: forget every mark
     for (LinkState& link : links_) link.visit_epoch = 0;
     for (Flow& flow : flows_) flow.visit_epoch = 0;
     epoch_ = 1;
   }
-  // The connected components of the dirty links, breadth first; the link
-  // list doubles as the queue.
+  return epoch_;
+}
+
+int64_t FlowModel::LoneRate(const Flow& flow) const {
+  int64_t rate = flow.bound_bytes_per_s;
+  for (size_t i = 0; i < flow.route.size(); ++i) {
+    const int64_t capacity = network_->link(LinkId(flow.route[i])).capacity_bytes_per_s;
+    rate = std::min(rate, capacity / static_cast<int64_t>(flow.weights[i]));
+  }
+  return rate;
+}
+
+void FlowModel::RunSolve() {
+  ++stats_.solves;
+  const uint32_t epoch = NextEpoch();
+  // The connected components of the dirty links, one at a time, breadth
+  // first; the link list doubles as the queue. A component of one flow is
+  // timed on the spot and set aside in lone_flows_.
   component_links_.clear();
   component_flows_.clear();
-  for (uint32_t link : dirty_links_) {
-    links_[link].dirty = false;
-    if (links_[link].visit_epoch == epoch_) continue;
-    links_[link].visit_epoch = epoch_;
-    component_links_.push_back(link);
-  }
-  dirty_links_.clear();
-  for (size_t i = 0; i < component_links_.size(); ++i) {
-    const uint32_t link = component_links_[i];
-    for (uint32_t slot : links_[link].flows) {
-      Flow& flow = flows_[slot];
-      if (flow.visit_epoch == epoch_) continue;
-      flow.visit_epoch = epoch_;
-      component_flows_.push_back(slot);
-      for (uint32_t next : flow.route) {
-        if (links_[next].visit_epoch == epoch_) continue;
-        links_[next].visit_epoch = epoch_;
-        component_links_.push_back(next);
+  lone_flows_.clear();
+  for (const uint32_t seed : dirty_links_) {
+    links_[seed].dirty = false;
+    if (links_[seed].visit_epoch == epoch) continue;
+    links_[seed].visit_epoch = epoch;
+    const size_t links_begin = component_links_.size();
+    const size_t flows_begin = component_flows_.size();
+    component_links_.push_back(seed);
+    for (size_t i = links_begin; i < component_links_.size(); ++i) {
+      const uint32_t link = component_links_[i];
+      for (const FlowOnLink& entry : links_[link].flows) {
+        Flow& flow = flows_[entry.slot];
+        if (flow.visit_epoch == epoch) continue;
+        flow.visit_epoch = epoch;
+        component_flows_.push_back(entry.slot);
+        for (const uint32_t next : flow.route) {
+          if (links_[next].visit_epoch == epoch) continue;
+          links_[next].visit_epoch = epoch;
+          component_links_.push_back(next);
+        }
       }
     }
+    if (component_flows_.size() == flows_begin + 1) {
+      const uint32_t slot = component_flows_.back();
+      flows_[slot].solved_rate = LoneRate(flows_[slot]);
+      lone_flows_.push_back(slot);
+      component_flows_.pop_back();
+      component_links_.resize(links_begin);
+    } else if (component_flows_.size() == flows_begin) {
+      component_links_.resize(links_begin);  // links left idle
+    }
   }
-  if (component_flows_.empty()) return;
+  dirty_links_.clear();
 
-  std::sort(component_links_.begin(), component_links_.end());
-  std::sort(component_flows_.begin(), component_flows_.end());
-  problem_.Clear();
-  for (uint32_t link : component_links_) {
-    links_[link].constraint =
-        problem_.AddConstraint(network_->link(LinkId(link)).capacity_bytes_per_s);
+  if (!component_flows_.empty()) {
+    std::sort(component_links_.begin(), component_links_.end());
+    std::sort(component_flows_.begin(), component_flows_.end());
+    problem_.Clear();
+    for (const uint32_t link : component_links_) {
+      links_[link].constraint =
+          problem_.AddConstraint(network_->link(LinkId(link)).capacity_bytes_per_s);
+    }
+    for (const uint32_t slot : component_flows_) {
+      const Flow& flow = flows_[slot];
+      problem_.AddVariable(flow.bound_bytes_per_s);
+      for (size_t i = 0; i < flow.route.size(); ++i) {
+        problem_.AddUse(links_[flow.route[i]].constraint, flow.weights[i]);
+      }
+    }
+    rates_.resize(component_flows_.size());
+    solver_->Solve(problem_, rates_);
+    for (size_t i = 0; i < component_flows_.size(); ++i) {
+      flows_[component_flows_[i]].solved_rate = rates_[i];
+    }
   }
-  for (uint32_t slot : component_flows_) {
-    problem_.AddVariable();
-    for (uint32_t link : flows_[slot].route) problem_.AddUse(links_[link].constraint);
-  }
-  rates_.resize(component_flows_.size());
-  solver_->Solve(problem_, rates_);
-
   const int64_t solved = static_cast<int64_t>(component_flows_.size());
-  stats_.flows_solved += solved;
-  stats_.largest_component = std::max(stats_.largest_component, solved);
-  for (size_t i = 0; i < component_flows_.size(); ++i) {
-    const uint32_t slot = component_flows_[i];
+  const int64_t lone = static_cast<int64_t>(lone_flows_.size());
+  if (solved + lone == 0) return;
+  stats_.flows_solved += solved + lone;
+  stats_.lone_flows_solved += lone;
+  stats_.largest_component = std::max(stats_.largest_component, solved > 0 ? solved : 1);
+
+  // Apply in FlowId order, whatever the order of discovery.
+  // (std::sort, unlike std::inplace_merge, allocates nothing.)
+  if (lone > 0) {
+    component_flows_.insert(component_flows_.end(), lone_flows_.begin(), lone_flows_.end());
+    std::sort(component_flows_.begin(), component_flows_.end());
+  }
+  for (const uint32_t slot : component_flows_) {
     Flow& flow = flows_[slot];
-    if (rates_[i] == flow.rate_bytes_per_s) continue;
+    if (flow.solved_rate == flow.rate_bytes_per_s) continue;
     Advance(flow);
-    flow.rate_bytes_per_s = rates_[i];
+    flow.rate_bytes_per_s = flow.solved_rate;
     ++stats_.rate_changes;
     ScheduleCompletion(slot);
   }

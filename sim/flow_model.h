@@ -8,19 +8,28 @@
 //   activity — what a rank waits on; here the FlowObserver told when its
 //              flow completes (the task graph above builds activities).
 //
-// A flow's life. StartFlow at time t0 with route L (distinct links) and
-// size S bytes:
-//   1. latency phase: the flow waits λ = Σ_{l∈L} latency_l, the per-hop
-//      latencies added once, without consuming bandwidth;
-//   2. transfer phase, from t0 + λ: the flow crosses every link of L at a
-//      rate r(t) that the SharingSolver (max-min fair by default, see
-//      sim/sharing_solver.h) sets and that changes only when a flow enters
-//      or leaves the transfer phase somewhere in its connected component;
+// A flow's life. StartFlow at time t0 with links L (distinct), weights w_l
+// (default 1), size S bytes and an optional rate cap b:
+//   1. latency phase: the flow waits λ without consuming bandwidth; λ is
+//      FlowSpec::latency when given, else Σ_{l∈L} latency_l, the per-hop
+//      latencies of a route added once;
+//   2. transfer phase, from t0 + λ: the flow progresses at a rate r(t) and
+//      consumes w_l·r(t) of every link l of L; the SharingSolver (weighted,
+//      bounded max-min fair by default, see sim/sharing_solver.h) sets r,
+//      never above b, and r changes only when a flow enters or leaves the
+//      transfer phase somewhere in its connected component;
 //   3. completion at the first T with ∫_{t0+λ}^{T} r(t) dt = S; the observer
 //      is called at T, after the flow has left its links.
-// With constant rate r the completion is t0 + λ + S / r. A flow of zero
-// bytes, or with an empty route, completes at t0 + λ without entering the
-// sharing.
+// With constant rate r the completion is t0 + λ + S / r; alone on idle
+// links r = min(b, min_l ⌊C_l / w_l⌋). A flow of zero bytes, or with no
+// links, completes at t0 + λ without entering the sharing.
+//
+// Coflows. A plain transfer is a flow along its route with weights 1. A
+// coflow (SimGrid's parallel task, ptask_L07: one action consuming several
+// resources in fixed proportions) is one flow over the union of several
+// edges' routes: a ring collective whose n edges move in lock-step
+// progresses at one rate and loads each link by the number of its edges
+// crossing it (sim/collective_flows.h builds them).
 //
 // Exact bookkeeping. Rates are integers in bytes per second (the solver
 // rounds each fair level down; Network rounds capacities to the nearest
@@ -35,19 +44,27 @@
 // Lazy re-solve. Max-min allocations decompose over connected components of
 // the bipartite graph links ↔ flows in transfer, so a flow entering or
 // leaving can change rates only in its component. Each start or end marks
-// the links of its route dirty and, once per instant, schedules a solve
+// the links of its flow dirty and, once per instant, schedules a solve
 // event at the current time; the solve gathers the components reachable
-// from the dirty links (breadth first), solves only those flows, and
-// advances and reschedules only the flows whose rate changed. Many flows
-// starting at one instant (the phases of a collective) cost one solve. The
-// solve event runs at the same simulated time as the starts, so no time
-// passes at stale rates. Components are solved with their links sorted by
-// LinkId and their flows by FlowId, so rates and the order of rescheduled
-// events depend only on the set of flows, never on the order of discovery.
+// from the dirty links (breadth first, one component at a time), solves
+// only those flows, and advances and reschedules only the flows whose rate
+// changed (a solve that leaves every rate as it was touches no event). Many
+// flows starting at one instant (the phases of a collective) cost one
+// solve. A component of one flow — a coflow alone on its links, the common
+// case of a training iteration's millions of collectives — is timed without
+// a SharingProblem: its rate is min(b, min_l ⌊C_l / w_l⌋), which every
+// SharingSolver gives a lone variable. The solve event runs at the same
+// simulated time as the starts, so no time passes at stale rates.
+// Components are solved with their links sorted by LinkId and their flows
+// by FlowId, and rates are applied in FlowId order, so rates and the order
+// of rescheduled events depend only on the set of flows, never on the order
+// of discovery.
 //
-// Steady state: flow slots, routes, link lists and the solver's scratch are
-// reused, so starting and completing flows of routes no longer than those
-// seen before allocates nothing (checked in tests/sim/flow_model_test.cc).
+// Steady state: flow slots, link and weight lists, per-link flow lists and
+// the solver's scratch are reused, so starting and completing flows of no
+// more links than those seen before allocates nothing (checked in
+// tests/sim/flow_model_test.cc). Starting or ending a flow of k links costs
+// O(k) besides the solve (no scan of other flows' link lists).
 //
 // Thread-safety: not thread-safe; shares the engine's thread.
 #ifndef ORRERY_SIM_FLOW_MODEL_H_
@@ -55,6 +72,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -81,6 +99,27 @@ class FlowId {
   uint32_t generation_ = 0;
 };
 
+// What StartFlow(FlowSpec) starts. A plain transfer is `links` = its route,
+// no weights, no cap, the route's latency. A coflow — every edge of a ring
+// collective moving in lock-step, or the tp parallel sends of a pipeline
+// transfer — is one flow whose `links` are the union of its edges' routes:
+// at rate r it consumes weights[i]·r of links[i] (weight: how many of its
+// edges cross the link) and it completes when `size` bytes have progressed
+// (for a ring: the bytes each edge carries). A ring proceeds at the pace of
+// its slowest edge, which is what one shared rate expresses.
+struct FlowSpec {
+  std::span<const LinkId> links;      // distinct
+  std::span<const uint32_t> weights;  // empty: all 1; else links.size() entries >= 1
+  Bytes size;                         // >= 0
+  // The latency phase; nullopt: Σ latency of `links` (a route's hops).
+  std::optional<Duration> latency;
+  // The flow's rate never exceeds this (0: no cap). A collective is capped
+  // at the rate the collective cost model predicts without contention, so
+  // that alone on idle links it takes the analytic time (up to the cap's
+  // rounding to whole bytes per second; sim/collective_flows.h).
+  int64_t rate_cap_bytes_per_s = 0;
+};
+
 // Told when a flow completes. Not owned by the flow model.
 class FlowObserver {
  public:
@@ -95,7 +134,8 @@ struct FlowModelStats {
   int64_t flows_started = 0;
   int64_t flows_completed = 0;
   int64_t solves = 0;                 // solve events run
-  int64_t flows_solved = 0;           // Σ flows handed to the solver
+  int64_t flows_solved = 0;           // Σ flows whose rate a solve computed
+  int64_t lone_flows_solved = 0;      // of which alone in their component (no solver call)
   int64_t rate_changes = 0;           // flows advanced and rescheduled
   int64_t largest_component = 0;      // most flows in one solve
 };
@@ -112,10 +152,16 @@ class FlowModel {
   FlowModel& operator=(const FlowModel&) = delete;
 
   // Starts a transfer of `size` bytes along `route` at engine->now();
-  // `observer` (may be null) is told `tag` when it completes.
+  // `observer` (may be null) is told `tag` when it completes. The same as
+  // StartFlow(FlowSpec{route, {}, size}).
   // REQUIRES: size >= 0; the links of `route` exist and are distinct.
   FlowId StartFlow(std::span<const LinkId> route, Bytes size, FlowObserver* observer,
                    uint64_t tag = 0);
+  // The general form: a coflow (one action on several links, SimGrid's
+  // ptask) — see FlowSpec.
+  // REQUIRES: spec.size >= 0; its links exist and are distinct; weights
+  // empty or one >= 1 per link; latency, if given, >= 0; rate cap >= 0.
+  FlowId StartFlow(const FlowSpec& spec, FlowObserver* observer, uint64_t tag = 0);
 
   // True from StartFlow until the completion callback.
   bool IsActive(FlowId flow) const;
@@ -142,7 +188,9 @@ class FlowModel {
     uint32_t generation = 1;
     Phase phase = Phase::kFree;
     std::vector<uint32_t> route;        // link indices
+    std::vector<uint32_t> weights;      // parallel to route, >= 1
     std::vector<uint32_t> link_slot;    // position in each link's flow list
+    int64_t bound_bytes_per_s = SharingProblem::kUnbounded;  // the rate cap
     __int128 remaining_picobytes = 0;
     int64_t rate_bytes_per_s = 0;
     int64_t updated_ps = 0;             // time remaining_picobytes refers to
@@ -151,10 +199,15 @@ class FlowModel {
     uint64_t tag = 0;
     uint32_t next_free = kNone;
     uint32_t visit_epoch = 0;
-    uint32_t variable = 0;              // index in the problem being solved
+    int64_t solved_rate = 0;            // the rate the solve under way computed
+  };
+  // A flow in transfer on a link, and which of its links this is.
+  struct FlowOnLink {
+    uint32_t slot;
+    uint32_t route_index;               // flows_[slot].route[route_index] is the link
   };
   struct LinkState {
-    std::vector<uint32_t> flows;        // flows in transfer on this link
+    std::vector<FlowOnLink> flows;      // flows in transfer on this link
     uint32_t visit_epoch = 0;
     uint32_t constraint = 0;            // index in the problem being solved
     bool dirty = false;
@@ -190,7 +243,11 @@ class FlowModel {
   void LeaveLinks(uint32_t slot);
   void Complete(uint32_t slot);
   void MarkDirty(uint32_t link);
+  // A fresh mark for visit_epoch (links and flows).
+  uint32_t NextEpoch();
   void RunSolve();
+  // min(cap, min_l ⌊C_l / w_l⌋): the rate of a flow alone on its links.
+  int64_t LoneRate(const Flow& flow) const;
   // Brings remaining_picobytes to now at the current rate.
   void Advance(Flow& flow);
   void ScheduleCompletion(uint32_t slot);
@@ -215,6 +272,7 @@ class FlowModel {
   uint32_t epoch_ = 0;
   std::vector<uint32_t> component_links_;
   std::vector<uint32_t> component_flows_;
+  std::vector<uint32_t> lone_flows_;
   SharingProblem problem_;
   std::vector<int64_t> rates_;
 

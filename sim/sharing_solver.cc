@@ -11,27 +11,42 @@ void SharingProblem::Clear() {
   capacity_.clear();
   variable_begin_.clear();
   uses_.clear();
+  weights_.clear();
+  bound_.clear();
+  last_user_.clear();
 }
 
 uint32_t SharingProblem::AddConstraint(int64_t capacity_bytes_per_s) {
   ORRERY_CHECK(capacity_bytes_per_s >= 0) << "negative capacity " << capacity_bytes_per_s;
   capacity_.push_back(capacity_bytes_per_s);
+  last_user_.push_back(0);
   return static_cast<uint32_t>(capacity_.size() - 1);
 }
 
-uint32_t SharingProblem::AddVariable() {
+uint32_t SharingProblem::AddVariable(int64_t bound_bytes_per_s) {
+  ORRERY_CHECK(bound_bytes_per_s >= 0) << "negative bound " << bound_bytes_per_s;
+  bound_.push_back(bound_bytes_per_s);
   variable_begin_.push_back(static_cast<uint32_t>(uses_.size()));
   return static_cast<uint32_t>(variable_begin_.size() - 1);
 }
 
-void SharingProblem::AddUse(uint32_t constraint) {
+void SharingProblem::AddUse(uint32_t constraint, uint32_t weight) {
+  ORRERY_CHECK(weight >= 1) << "weight " << weight;
   ORRERY_CHECK(!variable_begin_.empty()) << "a use before any variable";
   ORRERY_CHECK(constraint < capacity_.size())
       << "constraint " << constraint << " of " << capacity_.size();
-  for (size_t i = variable_begin_.back(); i < uses_.size(); ++i) {
-    ORRERY_CHECK(uses_[i] != constraint) << "variable uses constraint " << constraint << " twice";
-  }
+  const uint32_t user = static_cast<uint32_t>(variable_begin_.size());  // 1 + the variable
+  ORRERY_CHECK(last_user_[constraint] != user)
+      << "variable uses constraint " << constraint << " twice";
+  last_user_[constraint] = user;
   uses_.push_back(constraint);
+  weights_.push_back(weight);
+}
+
+std::span<const uint32_t> SharingProblem::WeightsOf(uint32_t v) const {
+  const size_t begin = variable_begin_[v];
+  const size_t end = v + 1 < variable_begin_.size() ? variable_begin_[v + 1] : uses_.size();
+  return std::span<const uint32_t>(weights_.data() + begin, end - begin);
 }
 
 std::span<const uint32_t> SharingProblem::UsesOf(uint32_t v) const {
@@ -59,24 +74,29 @@ void MaxMinSolver::Solve(const SharingProblem& problem, std::span<int64_t> rates
   remaining_.assign(nc, 0);
   unfrozen_.assign(nc, 0);
   for (uint32_t c = 0; c < nc; ++c) remaining_[c] = problem.capacity_bytes_per_s(c);
-  for (uint32_t v = 0; v < nv; ++v) {
-    for (uint32_t c : problem.UsesOf(v)) ++unfrozen_[c];
-  }
   // Variables of each constraint, in variable order (CSR).
   constraint_begin_.assign(nc + 1, 0);
-  for (uint32_t c = 0; c < nc; ++c) constraint_begin_[c + 1] = constraint_begin_[c] + unfrozen_[c];
-  constraint_variables_.resize(constraint_begin_[nc]);
   for (uint32_t v = 0; v < nv; ++v) {
-    for (uint32_t c : problem.UsesOf(v)) {
-      // unfrozen_ doubles as the fill cursor, counting down; restored below.
-      constraint_variables_[constraint_begin_[c] + --unfrozen_[c]] = v;
+    const std::span<const uint32_t> uses = problem.UsesOf(v);
+    const std::span<const uint32_t> weights = problem.WeightsOf(v);
+    for (size_t i = 0; i < uses.size(); ++i) {
+      ++constraint_begin_[uses[i] + 1];
+      unfrozen_[uses[i]] += weights[i];
     }
   }
-  for (uint32_t c = 0; c < nc; ++c) unfrozen_[c] = constraint_begin_[c + 1] - constraint_begin_[c];
+  for (uint32_t c = 0; c < nc; ++c) constraint_begin_[c + 1] += constraint_begin_[c];
+  constraint_variables_.resize(constraint_begin_[nc]);
+  // Fill from the back of each range, variables in reverse: each range ends
+  // up in variable order, and constraint_begin_ back at each range's start.
+  for (uint32_t c = 0; c < nc; ++c) constraint_begin_[c] = constraint_begin_[c + 1];
+  for (uint32_t v = nv; v-- > 0;) {
+    for (uint32_t c : problem.UsesOf(v)) constraint_variables_[--constraint_begin_[c]] = v;
+  }
   frozen_.assign(nv, 0);
 
-  // Min-heap on R/n (exact), ties by constraint index: std heap functions
-  // keep the max at the front, so `later` orders "fires later" first.
+  // Min-heap on R/W (exact), ties by constraint index (bounds, numbered
+  // from nc, after every link): std heap functions keep the max at the
+  // front, so `later` orders "fires later" first.
   const auto later = [](const Level& a, const Level& b) {
     const __int128 lhs = static_cast<__int128>(a.remaining) * b.unfrozen;
     const __int128 rhs = static_cast<__int128>(b.remaining) * a.unfrozen;
@@ -87,30 +107,46 @@ void MaxMinSolver::Solve(const SharingProblem& problem, std::span<int64_t> rates
   for (uint32_t c = 0; c < nc; ++c) {
     if (unfrozen_[c] > 0) heap_.push_back(Level{remaining_[c], unfrozen_[c], c});
   }
+  for (uint32_t v = 0; v < nv; ++v) {
+    const int64_t bound = problem.bound_bytes_per_s(v);
+    if (bound != SharingProblem::kUnbounded) heap_.push_back(Level{bound, 1, nc + v});
+  }
   std::make_heap(heap_.begin(), heap_.end(), later);
+
+  // Freezes variable v at `rate`, taking its consumption off every link it
+  // crosses except `firing` (whose entry is being consumed).
+  const auto freeze = [&](uint32_t v, int64_t rate, uint32_t firing) {
+    frozen_[v] = 1;
+    rates[v] = rate;
+    const std::span<const uint32_t> uses = problem.UsesOf(v);
+    const std::span<const uint32_t> weights = problem.WeightsOf(v);
+    for (size_t i = 0; i < uses.size(); ++i) {
+      const uint32_t k = uses[i];
+      remaining_[k] -= static_cast<int64_t>(weights[i]) * rate;
+      unfrozen_[k] -= weights[i];
+      if (k != firing && unfrozen_[k] > 0) {
+        heap_.push_back(Level{remaining_[k], unfrozen_[k], k});
+        std::push_heap(heap_.begin(), heap_.end(), later);
+      }
+    }
+  };
 
   while (!heap_.empty()) {
     std::pop_heap(heap_.begin(), heap_.end(), later);
     const Level level = heap_.back();
     heap_.pop_back();
     const uint32_t c = level.constraint;
+    if (c >= nc) {  // the bound of variable c - nc
+      if (!frozen_[c - nc]) freeze(c - nc, level.remaining, nc);
+      continue;
+    }
     if (unfrozen_[c] == 0 || level.remaining != remaining_[c] || level.unfrozen != unfrozen_[c]) {
       continue;  // stale: the link changed since this entry was pushed
     }
-    const int64_t share = remaining_[c] / unfrozen_[c];
+    const int64_t share = static_cast<int64_t>(remaining_[c] / static_cast<int64_t>(unfrozen_[c]));
     for (uint32_t i = constraint_begin_[c]; i < constraint_begin_[c + 1]; ++i) {
       const uint32_t v = constraint_variables_[i];
-      if (frozen_[v]) continue;
-      frozen_[v] = 1;
-      rates[v] = share;
-      for (uint32_t k : problem.UsesOf(v)) {
-        remaining_[k] -= share;
-        --unfrozen_[k];
-        if (k != c && unfrozen_[k] > 0) {
-          heap_.push_back(Level{remaining_[k], unfrozen_[k], k});
-          std::push_heap(heap_.begin(), heap_.end(), later);
-        }
-      }
+      if (!frozen_[v]) freeze(v, share, c);
     }
     ORRERY_CHECK_EQ(unfrozen_[c], 0u);
   }
@@ -122,12 +158,14 @@ void BottleneckShareSolver::Solve(const SharingProblem& problem, std::span<int64
   const uint32_t nv = static_cast<uint32_t>(problem.num_variables());
   crossing_.assign(nc, 0);
   for (uint32_t v = 0; v < nv; ++v) {
-    for (uint32_t c : problem.UsesOf(v)) ++crossing_[c];
+    const std::span<const uint32_t> uses = problem.UsesOf(v);
+    const std::span<const uint32_t> weights = problem.WeightsOf(v);
+    for (size_t i = 0; i < uses.size(); ++i) crossing_[uses[i]] += weights[i];
   }
   for (uint32_t v = 0; v < nv; ++v) {
-    int64_t rate = INT64_MAX;
+    int64_t rate = problem.bound_bytes_per_s(v);
     for (uint32_t c : problem.UsesOf(v)) {
-      rate = std::min(rate, problem.capacity_bytes_per_s(c) / crossing_[c]);
+      rate = std::min(rate, problem.capacity_bytes_per_s(c) / static_cast<int64_t>(crossing_[c]));
     }
     rates[v] = rate;
   }

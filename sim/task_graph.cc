@@ -1,252 +1,303 @@
 #include "sim/task_graph.h"
 
 #include <algorithm>
-#include <map>
-#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/check.h"
-#include "sim/engine.h"
-#include "sim/flow_model.h"
 
 namespace orrery::sim {
 
-std::vector<PipelineOp> StageOrder(workload::PipelineSchedule schedule, int stages, int stage,
-                                   int micro_batches) {
-  ORRERY_CHECK(stage >= 0 && stage < stages);
-  ORRERY_CHECK(micro_batches >= 1);
-  std::vector<PipelineOp> order;
-  order.reserve(2 * static_cast<size_t>(micro_batches));
-  if (schedule == workload::PipelineSchedule::kGpipe) {
-    for (int i = 0; i < micro_batches; ++i) order.push_back({false, i});
-    for (int i = 0; i < micro_batches; ++i) order.push_back({true, i});
-    return order;
+std::string_view StreamKindName(StreamKind s) {
+  switch (s) {
+    case StreamKind::kCompute: return "compute";
+    case StreamKind::kDataParallel: return "dp-comm";
+    case StreamKind::kPipelineSend: return "pp-send";
   }
-  ORRERY_CHECK(schedule == workload::PipelineSchedule::kOneFOneB);
-  const int warmup = std::min(stages - stage - 1, micro_batches);
-  for (int i = 0; i < warmup; ++i) order.push_back({false, i});
-  for (int i = 0; i < micro_batches - warmup; ++i) {
-    order.push_back({false, warmup + i});
-    order.push_back({true, i});
+  return "?";
+}
+
+std::string_view TaskLabelName(TaskLabel l) {
+  switch (l) {
+    case TaskLabel::kForward: return "forward";
+    case TaskLabel::kBackward: return "backward";
+    case TaskLabel::kRecompute: return "recompute";
+    case TaskLabel::kOptimizer: return "optimizer";
+    case TaskLabel::kTensorParallel: return "tp-comm";
+    case TaskLabel::kContextParallel: return "cp-comm";
+    case TaskLabel::kExpertParallel: return "ep-comm";
+    case TaskLabel::kPipelineActivation: return "pp-activation";
+    case TaskLabel::kPipelineGradient: return "pp-gradient";
+    case TaskLabel::kGradientReduce: return "dp-grad-reduce";
+    case TaskLabel::kParameterGather: return "dp-param-gather";
   }
-  for (int i = micro_batches - warmup; i < micro_batches; ++i) order.push_back({true, i});
-  return order;
+  return "?";
+}
+
+bool IsCommunication(TaskLabel l) {
+  switch (l) {
+    case TaskLabel::kForward:
+    case TaskLabel::kBackward:
+    case TaskLabel::kRecompute:
+    case TaskLabel::kOptimizer:
+      return false;
+    case TaskLabel::kTensorParallel:
+    case TaskLabel::kContextParallel:
+    case TaskLabel::kExpertParallel:
+    case TaskLabel::kPipelineActivation:
+    case TaskLabel::kPipelineGradient:
+    case TaskLabel::kGradientReduce:
+    case TaskLabel::kParameterGather:
+      return true;
+  }
+  return false;
 }
 
 namespace {
 
-enum class Transfer : uint64_t { kActivation = 0, kGradient = 1 };
-
-uint64_t Tag(Transfer kind, int stage, int micro_batch) {
-  return (static_cast<uint64_t>(kind) << 62) | (static_cast<uint64_t>(stage) << 32) |
-         static_cast<uint64_t>(micro_batch);
+size_t StreamIndex(LaneId lane, StreamKind stream) {
+  return static_cast<size_t>(lane) * kNumStreams + static_cast<size_t>(stream);
 }
 
-// The state of one replay; the engine calls it when a compute operation
-// ends (payload: the stage), the flow model when a transfer arrives.
-class PipelineRun final : public EventHandler, public FlowObserver {
- public:
-  PipelineRun(const PipelineSpec& spec, const TopologyNetwork* network, Timeline* timeline)
-      : spec_(spec), network_(network), timeline_(timeline),
-        p_(static_cast<int>(spec.stages.size())), m_(spec.micro_batches),
-        stages_(static_cast<size_t>(p_)) {
-    if (network_ != nullptr) flows_.emplace(&engine_, &network_->network());
-    for (int s = 0; s < p_; ++s) {
-      Stage& stage = stages_[static_cast<size_t>(s)];
-      stage.ops = StageOrder(spec.schedule, p_, s, m_);
-      stage.activation_ready.assign(static_cast<size_t>(m_), false);
-      stage.gradient_ready.assign(static_cast<size_t>(m_), false);
-      stage.activation_sent.assign(static_cast<size_t>(m_), Duration::Zero());
-      stage.gradient_sent.assign(static_cast<size_t>(m_), Duration::Zero());
-    }
+// "task 17 (backward, micro-batch 3, lane 2 compute)", for error messages.
+std::string DescribeTask(const TaskGraph& graph, TaskId id) {
+  const Task& task = graph.task(id);
+  std::string text = "task " + std::to_string(id) + " (" +
+                     std::string(TaskLabelName(task.label));
+  if (task.info.micro_batch >= 0) text += ", micro-batch " + std::to_string(task.info.micro_batch);
+  if (task.info.bucket >= 0) text += ", bucket " + std::to_string(task.info.bucket);
+  const std::span<const LaneId> lanes = graph.LanesOf(id);
+  text += lanes.size() == 1 ? ", lane " : ", lanes ";
+  for (size_t i = 0; i < lanes.size() && i < 4; ++i) {
+    if (i > 0) text += ",";
+    text += std::to_string(lanes[i]);
   }
-
-  PipelineResult Run() {
-    for (int s = 0; s < p_; ++s) TryStart(s);
-    engine_.Run();
-    PipelineResult result;
-    for (const Stage& stage : stages_) {
-      ORRERY_CHECK(stage.next == stage.ops.size());  // the graph has no deadlock
-      result.iteration_time = std::max(result.iteration_time, stage.times.end);
-    }
-    for (Stage& stage : stages_) {
-      stage.times.bubble += result.iteration_time - stage.times.end;
-      result.stages.push_back(stage.times);
-    }
-    result.events = engine_.events_fired();
-    result.flows = flows_.has_value() ? flows_->stats().flows_started : 0;
-    if (timeline_ != nullptr) timeline_->iteration_time = result.iteration_time;
-    return result;
-  }
-
-  // A compute operation of stage `payload` ends.
-  void OnEvent(EventId, uint64_t payload) override {
-    const int s = static_cast<int>(payload);
-    Stage& stage = stages_[static_cast<size_t>(s)];
-    const PipelineOp op = stage.ops[stage.next];
-    stage.running = false;
-    ++stage.next;
-    stage.idle_since = engine_.now();
-    const int rank = spec_.stages[static_cast<size_t>(s)].rank;
-    if (timeline_ != nullptr) {
-      timeline_->tasks.push_back({op.backward ? TimelineTask::Kind::kBackward
-                                              : TimelineTask::Kind::kForward,
-                                  s, rank, op.micro_batch, stage.op_start, engine_.now()});
-    }
-    if (!op.backward && s + 1 < p_) Send(Transfer::kActivation, s, s + 1, op.micro_batch);
-    if (op.backward && s > 0) Send(Transfer::kGradient, s, s - 1, op.micro_batch);
-    if (stage.next == stage.ops.size()) {
-      const StageCosts& costs = spec_.stages[static_cast<size_t>(s)];
-      stage.times.exposed_comm += costs.gradient_sync;
-      stage.times.busy += costs.optimizer;
-      stage.times.end = engine_.now() + costs.gradient_sync + costs.optimizer;
-      if (timeline_ != nullptr) {
-        const Duration synced = engine_.now() + costs.gradient_sync;
-        timeline_->tasks.push_back(
-            {TimelineTask::Kind::kGradientSync, s, rank, -1, engine_.now(), synced});
-        timeline_->tasks.push_back(
-            {TimelineTask::Kind::kOptimizer, s, rank, -1, synced, stage.times.end});
-      }
-      return;
-    }
-    TryStart(s);
-  }
-
-  void OnFlowCompleted(FlowId, uint64_t tag) override {
-    const auto kind = static_cast<Transfer>(tag >> 62);
-    const int stage = static_cast<int>((tag >> 32) & 0x3fffffffu);
-    const int micro_batch = static_cast<int>(tag & 0xffffffffu);
-    if (timeline_ != nullptr) {
-      const auto it = pending_.find(tag);
-      ORRERY_CHECK(it != pending_.end());
-      timeline_->transfers[it->second].end = engine_.now();
-      pending_.erase(it);
-    }
-    Arrive(kind, stage, micro_batch);
-  }
-
- private:
-  struct Stage {
-    std::vector<PipelineOp> ops;
-    size_t next = 0;
-    bool running = false;
-    Duration op_start;  // of the running operation
-    Duration idle_since;
-    std::vector<bool> activation_ready;  // from stage s − 1, by micro-batch
-    std::vector<bool> gradient_ready;    // from stage s + 1
-    std::vector<Duration> activation_sent;
-    std::vector<Duration> gradient_sent;
-    StageTimes times;
-  };
-
-  void Send(Transfer kind, int from, int to, int micro_batch) {
-    Stage& dest = stages_[static_cast<size_t>(to)];
-    (kind == Transfer::kActivation ? dest.activation_sent
-                                   : dest.gradient_sent)[static_cast<size_t>(micro_batch)] =
-        engine_.now();
-    const Bytes size =
-        kind == Transfer::kActivation ? spec_.activation_bytes : spec_.gradient_bytes;
-    if (timeline_ != nullptr) {
-      if (flows_.has_value()) pending_[Tag(kind, to, micro_batch)] = timeline_->transfers.size();
-      timeline_->transfers.push_back({kind == Transfer::kGradient, from, to,
-                                      spec_.stages[static_cast<size_t>(from)].rank,
-                                      spec_.stages[static_cast<size_t>(to)].rank, micro_batch,
-                                      size, engine_.now(), engine_.now()});
-    }
-    if (!flows_.has_value()) {
-      Arrive(kind, to, micro_batch);
-      return;
-    }
-    network_->RouteInto(spec_.stages[static_cast<size_t>(from)].rank,
-                        spec_.stages[static_cast<size_t>(to)].rank, &route_, &scratch_);
-    flows_->StartFlow(route_, size, this, Tag(kind, to, micro_batch));
-  }
-
-  void Arrive(Transfer kind, int stage, int micro_batch) {
-    Stage& dest = stages_[static_cast<size_t>(stage)];
-    (kind == Transfer::kActivation ? dest.activation_ready
-                                   : dest.gradient_ready)[static_cast<size_t>(micro_batch)] = true;
-    TryStart(stage);
-  }
-
-  // Starts stage s's next operation if the stream is free and its input has
-  // arrived, charging the idle time before it to bubble or exposed comm.
-  void TryStart(int s) {
-    Stage& stage = stages_[static_cast<size_t>(s)];
-    if (stage.running || stage.next == stage.ops.size()) return;
-    const PipelineOp op = stage.ops[stage.next];
-    const size_t i = static_cast<size_t>(op.micro_batch);
-    bool waits = false;
-    Duration sent;
-    if (!op.backward && s > 0) {
-      if (!stage.activation_ready[i]) return;
-      waits = true;
-      sent = stage.activation_sent[i];
-    } else if (op.backward && s + 1 < p_) {
-      if (!stage.gradient_ready[i]) return;
-      waits = true;
-      sent = stage.gradient_sent[i];
-    }
-    const Duration now = engine_.now();
-    const Duration idle = now - stage.idle_since;
-    const Duration comm = waits ? now - std::max(stage.idle_since, sent) : Duration::Zero();
-    stage.times.exposed_comm += comm;
-    stage.times.bubble += idle - comm;
-    const StageCosts& costs = spec_.stages[static_cast<size_t>(s)];
-    const Duration length = op.backward ? costs.backward : costs.forward;
-    stage.times.busy += length;
-    stage.running = true;
-    stage.op_start = now;
-    engine_.ScheduleAfter(length, this, static_cast<uint64_t>(s));
-  }
-
-  const PipelineSpec& spec_;
-  const TopologyNetwork* network_;
-  Timeline* timeline_;  // null: not recorded
-  std::map<uint64_t, size_t> pending_;  // flow tag → index in timeline_->transfers
-  const int p_;
-  const int m_;
-  Engine engine_;
-  std::optional<FlowModel> flows_;
-  std::vector<Stage> stages_;
-  std::vector<LinkId> route_;
-  std::vector<topology::LinkId> scratch_;
-};
+  if (lanes.size() > 4) text += ",...";
+  text += " " + std::string(StreamKindName(task.stream)) + ")";
+  return text;
+}
 
 }  // namespace
 
-Result<PipelineResult> SimulatePipeline(const PipelineSpec& spec, const TopologyNetwork* network,
-                                        Timeline* timeline) {
-  if (spec.stages.empty()) return InvalidArgumentError("pipeline: no stages");
-  if (spec.micro_batches < 1) {
-    return InvalidArgumentError("pipeline: micro_batches must be >= 1, got " +
-                                std::to_string(spec.micro_batches));
+LaneId TaskGraph::AddLane(Lane lane) {
+  ORRERY_CHECK(!finalized_) << "AddLane on a finalized task graph";
+  const LaneId id = static_cast<LaneId>(lanes_.size());
+  if (lane.ranks.empty() && lane_error_.empty()) {
+    lane_error_ = "lane " + std::to_string(id) + " has no ranks";
   }
-  if (spec.schedule == workload::PipelineSchedule::kInterleaved) {
-    return InvalidArgumentError(
-        "pipeline: the interleaved schedule is not simulated yet (gpipe and 1f1b are)");
-  }
-  if (spec.activation_bytes < Bytes::Zero() || spec.gradient_bytes < Bytes::Zero()) {
-    return InvalidArgumentError("pipeline: transfer sizes must be >= 0");
-  }
-  for (size_t s = 0; s < spec.stages.size(); ++s) {
-    const StageCosts& c = spec.stages[s];
-    if (c.forward < Duration::Zero() || c.backward < Duration::Zero() ||
-        c.gradient_sync < Duration::Zero() || c.optimizer < Duration::Zero()) {
-      return InvalidArgumentError("pipeline: stage " + std::to_string(s) +
-                                  " has a negative cost");
+  for (const int rank : lane.ranks) {
+    if (rank < 0) {
+      if (lane_error_.empty()) {
+        lane_error_ = "lane " + std::to_string(id) + " has a negative rank " +
+                      std::to_string(rank);
+      }
+      continue;
     }
-    if (network != nullptr && (c.rank < 0 || c.rank >= network->topology().num_devices())) {
-      return InvalidArgumentError("pipeline: stage " + std::to_string(s) + " rank " +
-                                  std::to_string(c.rank) + " is not a device of the topology (" +
-                                  std::to_string(network->topology().num_devices()) +
-                                  " devices)");
+    const size_t r = static_cast<size_t>(rank);
+    if (r >= lane_of_rank_.size()) lane_of_rank_.resize(r + 1, -1);
+    if (lane_of_rank_[r] >= 0) {
+      if (lane_error_.empty()) {
+        lane_error_ = "rank " + std::to_string(rank) + " is in lane " +
+                      std::to_string(lane_of_rank_[r]) + " and in lane " + std::to_string(id);
+      }
+      continue;
+    }
+    lane_of_rank_[r] = id;
+  }
+  lanes_.push_back(std::move(lane));
+  stream_order_.resize(lanes_.size() * kNumStreams);
+  return id;
+}
+
+TaskId TaskGraph::AddCompute(LaneId lane, StreamKind stream, TaskLabel label, Duration duration,
+                             TaskInfo info) {
+  ORRERY_CHECK(!finalized_) << "AddCompute on a finalized task graph";
+  ORRERY_CHECK(lane >= 0 && static_cast<size_t>(lane) < lanes_.size()) << "no lane " << lane;
+  ORRERY_CHECK(duration >= Duration::Zero()) << "negative duration " << duration.picos() << " ps";
+  ORRERY_CHECK(!IsCommunication(label)) << "AddCompute with label " << TaskLabelName(label);
+  ORRERY_CHECK(tasks_.size() < static_cast<size_t>(INT32_MAX)) << "too many tasks";
+  const TaskId id = static_cast<TaskId>(tasks_.size());
+  Task task;
+  task.label = label;
+  task.stream = stream;
+  task.communication = false;
+  task.info = info;
+  task.duration = duration;
+  task.lanes_begin = static_cast<uint32_t>(task_lanes_.size());
+  task.num_lanes = 1;
+  task_lanes_.push_back(lane);
+  tasks_.push_back(task);
+  stream_order_[StreamIndex(lane, stream)].push_back(id);
+  return id;
+}
+
+TaskId TaskGraph::AddCommunication(std::span<const LaneId> lanes, StreamKind stream,
+                                   TaskLabel label, const CoflowSpec& coflow, TaskInfo info) {
+  ORRERY_CHECK(!finalized_) << "AddCommunication on a finalized task graph";
+  ORRERY_CHECK(!lanes.empty()) << "a communication task without lanes";
+  ORRERY_CHECK(IsCommunication(label)) << "AddCommunication with label " << TaskLabelName(label);
+  ORRERY_CHECK(tasks_.size() < static_cast<size_t>(INT32_MAX)) << "too many tasks";
+  ORRERY_CHECK(task_lanes_.size() + lanes.size() <= UINT32_MAX) << "too many task lanes";
+  const TaskId id = static_cast<TaskId>(tasks_.size());
+  Task task;
+  task.label = label;
+  task.stream = stream;
+  task.communication = true;
+  task.info = info;
+  task.coflow = coflow;
+  task.lanes_begin = static_cast<uint32_t>(task_lanes_.size());
+  task.num_lanes = static_cast<uint32_t>(lanes.size());
+  for (const LaneId lane : lanes) {
+    ORRERY_CHECK(lane >= 0 && static_cast<size_t>(lane) < lanes_.size()) << "no lane " << lane;
+    task_lanes_.push_back(lane);
+    stream_order_[StreamIndex(lane, stream)].push_back(id);
+  }
+  tasks_.push_back(task);
+  return id;
+}
+
+void TaskGraph::AddDependency(TaskId before, TaskId after) {
+  ORRERY_CHECK(!finalized_) << "AddDependency on a finalized task graph";
+  ORRERY_CHECK(before >= 0 && static_cast<size_t>(before) < tasks_.size()) << "no task " << before;
+  ORRERY_CHECK(after >= 0 && static_cast<size_t>(after) < tasks_.size()) << "no task " << after;
+  ORRERY_CHECK(before != after) << "task " << before << " depends on itself";
+  edges_.emplace_back(before, after);
+}
+
+void TaskGraph::SetMemory(TaskId task, Bytes alloc_at_start, Bytes free_at_end) {
+  ORRERY_CHECK(!finalized_) << "SetMemory on a finalized task graph";
+  ORRERY_CHECK(task >= 0 && static_cast<size_t>(task) < tasks_.size()) << "no task " << task;
+  ORRERY_CHECK(alloc_at_start >= Bytes::Zero() && free_at_end >= Bytes::Zero())
+      << "negative memory on task " << task;
+  Task& t = tasks_[static_cast<size_t>(task)];
+  t.alloc_at_start = alloc_at_start;
+  t.free_at_end = free_at_end;
+}
+
+Status TaskGraph::Finalize() {
+  if (finalized_) return Status::Ok();
+  if (!lane_error_.empty()) return InvalidArgumentError("task graph: " + lane_error_);
+  const size_t n = tasks_.size();
+
+  // A communication task names each of its lanes once: mark each lane with
+  // the last task seen on it.
+  {
+    std::vector<TaskId> seen(lanes_.size(), -1);
+    for (size_t t = 0; t < n; ++t) {
+      for (const LaneId lane : LanesOf(static_cast<TaskId>(t))) {
+        if (seen[static_cast<size_t>(lane)] == static_cast<TaskId>(t)) {
+          return InvalidArgumentError("task graph: " +
+                                      DescribeTask(*this, static_cast<TaskId>(t)) +
+                                      " names lane " + std::to_string(lane) + " twice");
+        }
+        seen[static_cast<size_t>(lane)] = static_cast<TaskId>(t);
+      }
     }
   }
-  if (timeline != nullptr) *timeline = Timeline();
-  PipelineRun run(spec, network, timeline);
-  return run.Run();
+
+  // Successors in CSR form, in the order the dependencies were added.
+  std::vector<uint32_t> succ_begin(n + 1, 0);
+  std::vector<int32_t> num_deps(n, 0);
+  for (const auto& [before, after] : edges_) {
+    ++succ_begin[static_cast<size_t>(before) + 1];
+    ++num_deps[static_cast<size_t>(after)];
+  }
+  for (size_t t = 0; t < n; ++t) succ_begin[t + 1] += succ_begin[t];
+  std::vector<TaskId> succ(edges_.size());
+  {
+    std::vector<uint32_t> fill(succ_begin.begin(), succ_begin.end() - 1);
+    for (const auto& [before, after] : edges_) succ[fill[static_cast<size_t>(before)]++] = after;
+  }
+
+  // Kahn's algorithm on dependencies + stream order: a task's in-degree is
+  // its dependencies plus the streams in which another task precedes it.
+  // stream_next[lanes_begin + j] is the task after it in one of its lanes'
+  // streams (the j are not matched to lanes: only the multiset matters).
+  std::vector<TaskId> stream_next(task_lanes_.size(), -1);
+  std::vector<int32_t> indegree = num_deps;
+  {
+    std::vector<uint32_t> fill(n);
+    for (size_t t = 0; t < n; ++t) fill[t] = tasks_[t].lanes_begin;
+    for (const std::vector<TaskId>& order : stream_order_) {
+      for (size_t i = 0; i + 1 < order.size(); ++i) {
+        stream_next[fill[static_cast<size_t>(order[i])]++] = order[i + 1];
+        ++indegree[static_cast<size_t>(order[i + 1])];
+      }
+    }
+  }
+  std::vector<TaskId> queue;
+  queue.reserve(n);
+  for (size_t t = 0; t < n; ++t) {
+    if (indegree[t] == 0) queue.push_back(static_cast<TaskId>(t));
+  }
+  for (size_t head = 0; head < queue.size(); ++head) {
+    const size_t t = static_cast<size_t>(queue[head]);
+    for (uint32_t i = succ_begin[t]; i < succ_begin[t + 1]; ++i) {
+      if (--indegree[static_cast<size_t>(succ[i])] == 0) queue.push_back(succ[i]);
+    }
+    const Task& task = tasks_[t];
+    for (uint32_t i = task.lanes_begin; i < task.lanes_begin + task.num_lanes; ++i) {
+      const TaskId next = stream_next[i];
+      if (next >= 0 && --indegree[static_cast<size_t>(next)] == 0) queue.push_back(next);
+    }
+  }
+  if (queue.size() < n) {
+    // Every task left has a predecessor left (its in-degree is positive), so
+    // walking back along predecessors left must close a cycle.
+    std::vector<TaskId> pred(n, -1);
+    for (const auto& [before, after] : edges_) {
+      if (indegree[static_cast<size_t>(before)] > 0) pred[static_cast<size_t>(after)] = before;
+    }
+    for (const std::vector<TaskId>& order : stream_order_) {
+      for (size_t i = 0; i + 1 < order.size(); ++i) {
+        if (indegree[static_cast<size_t>(order[i])] > 0) {
+          pred[static_cast<size_t>(order[i + 1])] = order[i];
+        }
+      }
+    }
+    TaskId at = 0;
+    while (indegree[static_cast<size_t>(at)] == 0) ++at;
+    std::vector<uint8_t> visited(n, 0);
+    while (!visited[static_cast<size_t>(at)]) {
+      visited[static_cast<size_t>(at)] = 1;
+      at = pred[static_cast<size_t>(at)];
+      ORRERY_CHECK(at >= 0) << "a task left by Kahn's algorithm without a predecessor left";
+    }
+    return FailedPreconditionError(
+        "task graph: " + std::to_string(n - queue.size()) + " of " + std::to_string(n) +
+        " tasks can never start: a cycle through dependencies and stream order passes " +
+        DescribeTask(*this, at));
+  }
+
+  succ_begin_ = std::move(succ_begin);
+  succ_ = std::move(succ);
+  num_deps_ = std::move(num_deps);
+  edges_.clear();
+  edges_.shrink_to_fit();
+  finalized_ = true;
+  return Status::Ok();
+}
+
+std::span<const LaneId> TaskGraph::LanesOf(TaskId id) const {
+  const Task& t = tasks_[static_cast<size_t>(id)];
+  return std::span<const LaneId>(task_lanes_.data() + t.lanes_begin, t.num_lanes);
+}
+
+std::span<const TaskId> TaskGraph::StreamOrder(LaneId lane, StreamKind stream) const {
+  return stream_order_[StreamIndex(lane, stream)];
+}
+
+std::span<const TaskId> TaskGraph::Successors(TaskId id) const {
+  ORRERY_CHECK(finalized_) << "Successors before Finalize";
+  const size_t t = static_cast<size_t>(id);
+  return std::span<const TaskId>(succ_.data() + succ_begin_[t],
+                                 succ_begin_[t + 1] - succ_begin_[t]);
+}
+
+LaneId TaskGraph::LaneOfRank(int rank) const {
+  if (rank < 0 || static_cast<size_t>(rank) >= lane_of_rank_.size()) return -1;
+  return lane_of_rank_[static_cast<size_t>(rank)];
 }
 
 }  // namespace orrery::sim

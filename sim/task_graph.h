@@ -1,144 +1,167 @@
-// PipelineTaskGraph: one pipeline-parallel training iteration replayed on the
-// event engine — every stage's forwards and backwards in the order of its
-// schedule, the activations and gradients between stages as flows on the
-// network, then the gradient synchronisation and the optimizer step.
+// TaskGraph: what every rank of a training iteration does, as tasks on
+// streams with dependencies — the input of the replay (sim/replay.h) and
+// the output of the training-graph builder (sim/training_graph.h). In
+// ASTRA-sim / Chakra terms it is the execution trace of every rank; in
+// SimGrid's, the activities the ranks' actors would run.
 //
-// The graph. Stage s of p runs its operations one at a time (one compute
-// stream per stage) in the order StageOrder gives:
-//   * GPipe: F(0) … F(m−1), then B(0) … B(m−1);
-//   * 1F1B (PipeDream-Flush, Narayanan et al., SC21 §2.2): a warm-up of
-//     w = min(p − s − 1, m) forwards, then m − w pairs F(w+i), B(i), then a
-//     cool-down of the last w backwards.
-// F(i) on stage s > 0 waits for micro-batch i's activations from stage s − 1;
-// B(i) on stage s < p − 1 waits for its gradient from stage s + 1. When F(i)
-// ends on s < p − 1 the activations start towards s + 1 as one flow of
-// `activation_bytes` along the network route between the two stages' ranks
-// (sim/flow_model.h: per-hop latency, then max-min shared bandwidth); when
-// B(i) ends on s > 0 the gradient starts towards s − 1 as a flow of
-// `gradient_bytes`. Sends run on their own streams: they never hold up the
-// sender's compute. A flow's completion releases the operation waiting on
-// it. After a stage's last backward comes its gradient synchronisation
-// (`gradient_sync`, a duration computed outside, e.g. the analytic
-// data-parallel all-reduce) and then its optimizer step (`optimizer`). A
-// stage ends when its optimizer step does; the iteration when the last stage
-// does.
+// Lanes. A lane is a set of ranks that run the same tasks at the same
+// moments: the tp ranks of one tensor-parallel group of one pipeline stage
+// of one data-parallel replica. Megatron-style tensor parallelism gives
+// each of them identical shapes and the in-path collectives synchronise
+// them, so in this model they cannot drift apart; the replay runs them as
+// one lane (one clock, one memory counter) while every one of their
+// collectives and transfers is a flow over the links of all of them. A plan
+// without tensor parallelism has one rank per lane. Every rank belongs to
+// exactly one lane.
 //
-// Accounting, per stage, over [0, iteration time]:
-//   busy          m·(forward + backward) + optimizer;
-//   exposed_comm  time idle while a transfer it waits on is in flight (from
-//                 the later of the idle start and the send, to the arrival),
-//                 plus gradient_sync (not overlapped in this slice);
-//   bubble        every other idle time (waiting for a neighbour's compute,
-//                 and from the stage's end to the iteration's end);
-// so busy + exposed_comm + bubble == iteration time, exactly.
+// Streams. Each lane has kNumStreams streams (CUDA streams): compute (the
+// layer passes, the collectives in their path — TP/SP, CP, EP — and the
+// optimizer step), data-parallel communication (gradient reduce-scatter or
+// all-reduce buckets, ZeRO parameter all-gathers) and pipeline sends. A
+// stream runs its tasks one at a time in the order they were added to it
+// (program order).
 //
-// Closed forms (tests/sim/task_graph_test.cc): with free communication and
-// equal stage costs tf, tb, both schedules take (m + p − 1)(tf + tb)
-// (Narayanan et al., SC21, Eq. 1 with the bubble (p − 1)(tf + tb)).
+// Tasks. A compute task occupies one lane's stream for a fixed duration
+// (slowed by the replay's overlap factor while the lane's data-parallel
+// stream is busy). A communication task occupies the given stream of each
+// of its lanes — it starts only when it is at the head of every one of them,
+// as an NCCL collective starts when every member has launched it — and runs
+// as one coflow (sim/collective_flows.h) until its flow completes. A task
+// also waits for its dependencies (AddDependency): the pipeline receive is
+// a dependency of the next stage's forward on the sender's transfer task.
 //
-// Determinism: integer time throughout, the engine's (time, sequence) order
-// and the flow model's sorted solves; two runs of one spec are identical.
+// Memory. A task may allocate bytes on its lanes when it starts and free
+// bytes when it ends (activations saved by a forward and freed by its
+// backward; the gathered parameters of ZeRO-3); a lane starts at its
+// static memory (model states and context); the replay tracks each lane's
+// current and peak bytes.
 //
-// Timeline: optionally, the replay records every operation and transfer
-// with its start and end (sim/chrome_timeline.h turns it into a Chrome
-// trace); off by default so that searches pay nothing for it.
+// Building. Add lanes, then tasks in each stream's program order, then
+// dependencies; Finalize() freezes the graph (compressed successor lists)
+// and checks it. Ids are dense indices.
 //
-// Thread-safety: SimulatePipeline is a pure function of its arguments (the
-// network is only read).
+// Thread-safety: immutable after Finalize(); concurrent replays may read it.
 #ifndef ORRERY_SIM_TASK_GRAPH_H_
 #define ORRERY_SIM_TASK_GRAPH_H_
 
 #include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/status.h"
 #include "core/units.h"
-#include "sim/network_builder.h"
-#include "workload/plan.h"
+#include "sim/collective_flows.h"
 
 namespace orrery::sim {
 
-// The costs of one pipeline stage.
-struct StageCosts {
-  int rank = 0;            // the device that runs the stage (routes start here)
-  Duration forward;        // one micro-batch through the stage, forward
-  Duration backward;       // and backward
-  Duration gradient_sync;  // after the last backward
-  Duration optimizer;      // after gradient_sync
+using LaneId = int32_t;
+using TaskId = int32_t;
+
+enum class StreamKind : uint8_t { kCompute = 0, kDataParallel = 1, kPipelineSend = 2 };
+inline constexpr int kNumStreams = 3;
+std::string_view StreamKindName(StreamKind s);  // "compute", "dp-comm", "pp-send"
+
+// What a task is, for accounting and for the timeline.
+enum class TaskLabel : uint8_t {
+  kForward,             // a layer's (or chunk's) forward pass, compute
+  kBackward,            // its backward pass, compute
+  kRecompute,           // the forward recomputed before a backward
+  kOptimizer,           // the optimizer step
+  kTensorParallel,      // TP all-reduce, or SP all-gather / reduce-scatter
+  kContextParallel,     // CP ring exchange of keys and values
+  kExpertParallel,      // EP all-to-all (dispatch, combine)
+  kPipelineActivation,  // pipeline send of activations, stage s → s+1
+  kPipelineGradient,    // pipeline send of gradients, stage s → s−1
+  kGradientReduce,      // DP all-reduce or ZeRO reduce-scatter of gradients
+  kParameterGather,     // ZeRO all-gather of parameters
+};
+inline constexpr int kNumTaskLabels = 11;
+std::string_view TaskLabelName(TaskLabel l);  // "forward", "tp-comm", "pp-activation", ...
+bool IsCommunication(TaskLabel l);
+
+struct Lane {
+  std::vector<int> ranks;  // the devices of the lane (tp ranks), >= 1
+  int stage = 0;           // pipeline stage
+  int replica = 0;         // data-parallel (× context-parallel) index
+  Bytes static_memory;     // held from the start: model states, context, buffers
 };
 
-struct PipelineSpec {
-  std::vector<StageCosts> stages;  // p >= 1 stages, in pipeline order
-  int micro_batches = 1;           // m >= 1
-  workload::PipelineSchedule schedule = workload::PipelineSchedule::kOneFOneB;
-  Bytes activation_bytes;  // sent s → s+1 after each forward
-  Bytes gradient_bytes;    // sent s+1 → s after each backward
+// Where a task sits in the iteration, for the timeline and the reports.
+struct TaskInfo {
+  int32_t micro_batch = -1;  // -1: not a micro-batch's (optimizer, DP bucket)
+  int16_t chunk = 0;         // model chunk (interleaved schedule)
+  int16_t bucket = -1;       // DP bucket, ZeRO gather index
 };
 
-// One operation of a stage's compute stream.
-struct PipelineOp {
-  bool backward = false;
-  int micro_batch = 0;
-  bool operator==(const PipelineOp&) const = default;
+struct Task {
+  TaskLabel label = TaskLabel::kForward;
+  StreamKind stream = StreamKind::kCompute;
+  bool communication = false;
+  TaskInfo info;
+  Duration duration;     // compute tasks
+  CoflowSpec coflow;     // communication tasks
+  Bytes alloc_at_start;  // on each of its lanes
+  Bytes free_at_end;
+  // Lanes whose `stream` the task occupies: lanes()[lanes_begin, +num_lanes).
+  uint32_t lanes_begin = 0;
+  uint32_t num_lanes = 0;
 };
 
-// The order of stage `stage`'s 2m operations under `schedule` (see above).
-// REQUIRES: schedule is GPipe or 1F1B; 0 <= stage < stages; m >= 1.
-std::vector<PipelineOp> StageOrder(workload::PipelineSchedule schedule, int stages, int stage,
-                                   int micro_batches);
+class TaskGraph {
+ public:
+  LaneId AddLane(Lane lane);
+  // A compute task on `lane`'s `stream`, appended to that stream's order.
+  // REQUIRES: not finalized; lane exists; duration >= 0; !IsCommunication(label).
+  TaskId AddCompute(LaneId lane, StreamKind stream, TaskLabel label, Duration duration,
+                    TaskInfo info = {});
+  // A communication task on `stream` of each of `lanes` (distinct),
+  // appended to each stream's order.
+  // REQUIRES: not finalized; lanes exist, >= 1; IsCommunication(label).
+  TaskId AddCommunication(std::span<const LaneId> lanes, StreamKind stream, TaskLabel label,
+                          const CoflowSpec& coflow, TaskInfo info = {});
+  // `after` cannot start before `before` has ended. REQUIRES: not finalized.
+  void AddDependency(TaskId before, TaskId after);
+  // Memory a task allocates on each of its lanes when it starts and frees
+  // when it ends. REQUIRES: not finalized; bytes >= 0.
+  void SetMemory(TaskId task, Bytes alloc_at_start, Bytes free_at_end);
 
-struct StageTimes {
-  Duration busy;
-  Duration bubble;
-  Duration exposed_comm;
-  Duration end;  // when the stage's optimizer step ends
+  // Freezes the graph. InvalidArgument if a lane has no ranks or a negative
+  // rank, a rank is in two lanes, or a communication task names a lane
+  // twice; FailedPrecondition if a cycle through dependencies and stream
+  // order makes some task unreachable (the message names a task on the
+  // cycle). On error the graph stays unfinalized.
+  Status Finalize();
+  bool finalized() const { return finalized_; }
+
+  size_t num_lanes() const { return lanes_.size(); }
+  size_t num_tasks() const { return tasks_.size(); }
+  const Lane& lane(LaneId id) const { return lanes_[static_cast<size_t>(id)]; }
+  const Task& task(TaskId id) const { return tasks_[static_cast<size_t>(id)]; }
+  std::span<const LaneId> LanesOf(TaskId id) const;
+  // The tasks of `lane`'s `stream` in program order.
+  std::span<const TaskId> StreamOrder(LaneId lane, StreamKind stream) const;
+  // After Finalize(): the tasks that depend on `id`, and how many
+  // dependencies each task has.
+  std::span<const TaskId> Successors(TaskId id) const;
+  int32_t NumDependencies(TaskId id) const { return num_deps_[static_cast<size_t>(id)]; }
+  // The lane with rank `rank` among its ranks, or -1.
+  LaneId LaneOfRank(int rank) const;
+
+ private:
+  bool finalized_ = false;
+  std::vector<Lane> lanes_;
+  std::vector<Task> tasks_;
+  std::vector<LaneId> task_lanes_;                 // Task::lanes_begin indexes here
+  std::vector<std::vector<TaskId>> stream_order_;  // by lane * kNumStreams + stream
+  std::vector<std::pair<TaskId, TaskId>> edges_;   // (before, after) until Finalize
+  std::vector<uint32_t> succ_begin_;               // CSR after Finalize (num_tasks + 1)
+  std::vector<TaskId> succ_;
+  std::vector<int32_t> num_deps_;
+  std::vector<LaneId> lane_of_rank_;  // by rank, -1: none; kept by AddLane
+  std::string lane_error_;            // the first bad lane AddLane saw; Finalize reports it
 };
-
-struct PipelineResult {
-  Duration iteration_time;          // max over stages of end
-  std::vector<StageTimes> stages;   // one per stage
-  int64_t events = 0;               // engine events fired
-  int64_t flows = 0;                // flows started
-};
-
-// One span of a stage's compute stream.
-struct TimelineTask {
-  enum class Kind { kForward, kBackward, kGradientSync, kOptimizer };
-  Kind kind = Kind::kForward;
-  int stage = 0;
-  int rank = 0;
-  int micro_batch = -1;  // -1 for the gradient sync and the optimizer step
-  Duration start;
-  Duration end;
-};
-
-// One pipeline transfer (a flow, or instantaneous when communication is free).
-struct TimelineTransfer {
-  bool gradient = false;  // false: activations s → s+1; true: gradients s → s−1
-  int from_stage = 0;
-  int to_stage = 0;
-  int from_rank = 0;
-  int to_rank = 0;
-  int micro_batch = 0;
-  Bytes bytes;
-  Duration start;  // when the sender's operation ended
-  Duration end;    // when the flow completed
-};
-
-struct Timeline {
-  std::vector<TimelineTask> tasks;          // in the order they end
-  std::vector<TimelineTransfer> transfers;  // in order of their start
-  Duration iteration_time;
-};
-
-// Replays `spec`. With `network` null, transfers are free (they arrive the
-// instant they are sent); otherwise they are flows on it between the
-// stages' ranks. InvalidArgument when the spec is empty, m < 1, a cost is
-// negative, a rank is outside the network, or the schedule is interleaved
-// (not in this slice). With `timeline` non-null it is cleared and filled
-// with every task and transfer of the replay.
-Result<PipelineResult> SimulatePipeline(const PipelineSpec& spec, const TopologyNetwork* network,
-                                        Timeline* timeline = nullptr);
 
 }  // namespace orrery::sim
 

@@ -1,9 +1,14 @@
 // `orrery simulate`: one iteration of a plan reported as text and JSON, the
-// analytic collectives said so, and bad plans rejected with exit code 2.
+// interleaved schedule simulated, timelines written, and bad plans rejected
+// with exit code 2.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <set>
 #include <string>
+
+#include "core/file.h"
+#include "core/json.h"
 
 #include "tests/cli/cli_runner.h"
 
@@ -19,16 +24,16 @@ constexpr char kGpt1p7bOn16[] =
 TEST(SimulateCli, PrintsTheIterationAndEveryStageAsText) {
   CliRun run = RunOrrery(kGpt1p7bOn16);
   ASSERT_EQ(run.exit_code, 0) << run.err;
-  EXPECT_THAT(run.out, HasSubstr("Simulated iteration of gpt-1.7b on dgx-h100 (16 devices), "
-                                 "1f1b, pp 4, 16 micro-batches"));
+  EXPECT_THAT(run.out, HasSubstr("Simulated iteration of gpt-1.7b on dgx-h100 (16 devices): "
+                                 "tp 2, pp 4, dp 2, 1f1b, 16 micro-batches"));
   EXPECT_THAT(run.out, HasSubstr("iteration time"));
   EXPECT_THAT(run.out, HasSubstr("tokens/s"));
   EXPECT_THAT(run.out, HasSubstr("MFU"));
-  // b·s·h·2 = 2 · 2048 · 2304 · 2 bytes per transfer.
-  EXPECT_THAT(run.out, HasSubstr("18874368 bytes per micro-batch each way"));
-  EXPECT_THAT(run.out, HasSubstr("analytic"));
-  for (const char* row : {"\n  0      0     ", "\n  1      4     ", "\n  2      8     ",
-                          "\n  3      12    "}) {
+  EXPECT_THAT(run.out, HasSubstr("peak memory"));
+  EXPECT_THAT(run.out, HasSubstr(": fits"));
+  // Stages, their first rank and 6 layers each (24 / 4).
+  for (const char* row : {"\n  0      0     6 ", "\n  1      4     6 ", "\n  2      8     6 ",
+                          "\n  3      12    6 "}) {
     EXPECT_THAT(run.out, HasSubstr(row));
   }
   EXPECT_EQ(run.err, "");
@@ -39,7 +44,10 @@ TEST(SimulateCli, JsonHasTheIssueKeysAndOneEntryPerStage) {
   ASSERT_EQ(run.exit_code, 0) << run.err;
   for (const char* key : {"\"iteration_time_s\"", "\"tokens_per_s\"", "\"samples_per_s\"",
                           "\"model_tflops_per_gpu\"", "\"mfu\"", "\"breakdown\"",
-                          "\"bubble_s\"", "\"exposed_comm_s\"", "\"per_stage\""}) {
+                          "\"bubble_s\"", "\"exposed_comm_s\"", "\"per_stage\"",
+                          "\"hardware_tflops_per_gpu\"", "\"peak_memory_gib\"",
+                          "\"memory_capacity_gib\"", "\"fits_memory\"", "\"compute_s\"",
+                          "\"recompute_s\""}) {
     EXPECT_THAT(run.out, HasSubstr(key));
   }
   EXPECT_THAT(run.out, HasSubstr("\"micro_batches\": 16"));
@@ -53,11 +61,39 @@ TEST(SimulateCli, TwoRunsPrintTheSameReport) {
   EXPECT_EQ(a.out, b.out);
 }
 
-TEST(SimulateCli, TheInterleavedScheduleIsRejectedAsNotSimulatedYet) {
-  CliRun run = RunOrrery(std::string(kGpt1p7bOn16) + " --vpp 2");
-  EXPECT_EQ(run.exit_code, 2);
-  EXPECT_THAT(run.err, HasSubstr("interleaved"));
-  EXPECT_EQ(run.out, "");
+TEST(SimulateCli, TheInterleavedScheduleShrinksTheBubble) {
+  CliRun plain = RunOrrery(std::string(kGpt1p7bOn16) + " --format json");
+  CliRun interleaved = RunOrrery(std::string(kGpt1p7bOn16) + " --vpp 3 --format json");
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  ASSERT_EQ(interleaved.exit_code, 0) << interleaved.err;
+  EXPECT_THAT(interleaved.out, HasSubstr("\"schedule\": \"interleaved\""));
+  EXPECT_THAT(interleaved.out, HasSubstr("\"vpp\": 3"));
+  const Json a = Json::parse(plain.out);
+  const Json b = Json::parse(interleaved.out);
+  EXPECT_LT(b["breakdown"]["bubble_s"].get<double>(), a["breakdown"]["bubble_s"].get<double>());
+}
+
+TEST(SimulateCli, WritesATimelineWithOneProcessPerNode) {
+  const std::string dir = MakeTempDir("simulate-timeline");
+  const std::string path = dir + "/timeline.json";
+  CliRun run = RunOrrery(std::string(kGpt1p7bOn16) + " --timeline " + path);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  Result<std::string> text = ReadFile(path);
+  ASSERT_TRUE(text.ok());
+  const Json trace = Json::parse(*text);
+  std::set<std::string> processes;
+  std::set<std::string> categories;
+  for (const Json& e : trace["traceEvents"]) {
+    if (e["ph"] == "M" && e["name"] == "process_name") {
+      processes.insert(e["args"]["name"].get<std::string>());
+    }
+    if (e["ph"] == "X") categories.insert(e["cat"].get<std::string>());
+  }
+  EXPECT_EQ(processes, (std::set<std::string>{"node 0", "node 1"}));
+  for (const char* c : {"forward", "backward", "optimizer", "tp-comm", "pp-activation",
+                        "pp-gradient", "dp-grad-reduce"}) {
+    EXPECT_TRUE(categories.count(c)) << c;
+  }
 }
 
 TEST(SimulateCli, APlanThatDoesNotFitTheClusterExitsTwo) {

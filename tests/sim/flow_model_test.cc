@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <random>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -217,13 +218,200 @@ TEST(FlowModel, ProcessorSharingOfManySizesMatchesItsClosedForm) {
   }
 }
 
+// A coflow crossing L0 (12 GB/s) with weight 2 and L1 (100 GB/s) with
+// weight 1, and a plain flow on L0. L0 fills at 2r + r = 12: both run at
+// 4 GB/s. The coflow's 40 MB end at 10 ms; the plain flow has moved 40 MB
+// of 160 MB and runs the last 120 MB alone at 12 GB/s: 10 more ms.
+TEST(FlowModel, ACoflowLoadsEachLinkByItsWeight) {
+  Engine engine;
+  Network network;
+  const LinkId l0 = network.AddLink(GBps(12), Duration::Zero());
+  const LinkId l1 = network.AddLink(GBps(100), Duration::Zero());
+  FlowModel model(&engine, &network);
+  Completions done(&engine);
+  const std::vector<LinkId> links = {l0, l1};
+  const std::vector<uint32_t> weights = {2, 1};
+  FlowSpec spec;
+  spec.links = links;
+  spec.weights = weights;
+  spec.size = MB(40);
+  const FlowId coflow = model.StartFlow(spec, &done, 1);
+  const FlowId plain = model.StartFlow(Route({l0}), MB(160), &done, 2);
+  model.SolveNow();
+  EXPECT_EQ(model.Rate(coflow), GBps(4));
+  EXPECT_EQ(model.Rate(plain), GBps(4));
+  engine.Run();
+  EXPECT_EQ(done.time.at(1), Millis(10));
+  EXPECT_EQ(done.time.at(2), Millis(20));
+}
+
+// Alone on an idle 100 GB/s link with 2 us of latency, a flow capped at
+// 30 GB/s moves 1 GB in 2 us + ⌈10^9 / (30·10^9) s⌉ = 2 us + 33333333334 ps.
+TEST(FlowModel, ACapAloneOnAnIdleLinkSetsTheRate) {
+  Engine engine;
+  Network network;
+  const LinkId link = network.AddLink(GBps(100), Micros(2));
+  FlowModel model(&engine, &network);
+  Completions done(&engine);
+  const std::vector<LinkId> links = {link};
+  FlowSpec spec;
+  spec.links = links;
+  spec.size = GB(1);
+  spec.rate_cap_bytes_per_s = 30'000'000'000;
+  const FlowId flow = model.StartFlow(spec, &done, 1);
+  engine.RunUntil(Micros(3));
+  EXPECT_EQ(model.RateBytesPerSecond(flow), 30'000'000'000);
+  engine.Run();
+  EXPECT_EQ(done.time.at(1), SimTime::Zero() + Micros(2) + Picos(33'333'333'334));
+  EXPECT_EQ(model.stats().lone_flows_solved, model.stats().flows_solved);
+}
+
+// The cap binds only below the share: two flows capped at 30 GB/s and one
+// uncapped on 100 GB/s get 30, 30 and the remaining 40.
+TEST(FlowModel, CappedFlowsLeaveTheRestToTheOthers) {
+  Engine engine;
+  Network network;
+  const LinkId link = network.AddLink(GBps(100), Duration::Zero());
+  FlowModel model(&engine, &network);
+  const std::vector<LinkId> links = {link};
+  FlowSpec capped;
+  capped.links = links;
+  capped.size = GB(1);
+  capped.rate_cap_bytes_per_s = 30'000'000'000;
+  const FlowId a = model.StartFlow(capped, nullptr);
+  const FlowId b = model.StartFlow(capped, nullptr);
+  const FlowId c = model.StartFlow(links, GB(1), nullptr);
+  model.SolveNow();
+  EXPECT_EQ(model.Rate(a), GBps(30));
+  EXPECT_EQ(model.Rate(b), GBps(30));
+  EXPECT_EQ(model.Rate(c), GBps(40));
+}
+
+// FlowSpec::latency replaces the hops' latencies: 5 us instead of 1 + 1 us,
+// then 1 MB at 50 GB/s (20 us). A latency of zero starts at once.
+TEST(FlowModel, AGivenLatencyReplacesTheRoutesLatency) {
+  Engine engine;
+  Network network;
+  const LinkId a = network.AddLink(GBps(100), Micros(1));
+  const LinkId b = network.AddLink(GBps(50), Micros(1));
+  FlowModel model(&engine, &network);
+  Completions done(&engine);
+  const std::vector<LinkId> links = {a, b};
+  FlowSpec spec;
+  spec.links = links;
+  spec.size = MB(1);
+  spec.latency = Micros(5);
+  model.StartFlow(spec, &done, 1);
+  engine.Run();
+  EXPECT_EQ(done.time.at(1), Micros(25));
+  spec.latency = Duration::Zero();
+  const SimTime start = engine.now();
+  model.StartFlow(spec, &done, 2);
+  engine.Run();
+  EXPECT_EQ(done.time.at(2), start + Micros(20));
+}
+
+// A coflow with no links completes after its latency alone.
+TEST(FlowModel, ACoflowWithoutLinksTakesItsLatency) {
+  Engine engine;
+  Network network;
+  FlowModel model(&engine, &network);
+  Completions done(&engine);
+  FlowSpec spec;
+  spec.size = GB(1);
+  spec.latency = Micros(7);
+  model.StartFlow(spec, &done, 1);
+  engine.Run();
+  EXPECT_EQ(done.time.at(1), Micros(7));
+}
+
+// Counts the solver's calls and forwards them to max-min.
+class CountingSolver : public SharingSolver {
+ public:
+  void Solve(const SharingProblem& problem, std::span<int64_t> rates) override {
+    ++calls;
+    inner_.Solve(problem, rates);
+  }
+  int calls = 0;
+
+ private:
+  MaxMinSolver inner_;
+};
+
+TEST(FlowModel, AFlowAloneOnItsLinksIsTimedWithoutTheSolver) {
+  // 1000 coflows one after another on the same links: every start and end
+  // finds a component of one flow (or none).
+  Engine engine;
+  Network network;
+  const LinkId l0 = network.AddLink(GBps(100), Duration::Zero());
+  const LinkId l1 = network.AddLink(GBps(60), Duration::Zero());
+  CountingSolver solver;
+  FlowModel model(&engine, &network, &solver);
+  const std::vector<LinkId> links = {l0, l1};
+  const std::vector<uint32_t> weights = {2, 1};
+  class Sequence : public FlowObserver {
+   public:
+    void OnFlowCompleted(FlowId, uint64_t tag) override {
+      if (tag + 1 < 1000) model->StartFlow(*spec, this, tag + 1);
+    }
+    FlowModel* model = nullptr;
+    const FlowSpec* spec = nullptr;
+  } sequence;
+  FlowSpec spec;
+  spec.links = links;
+  spec.weights = weights;
+  spec.size = MB(1);  // at min(100/2, 60/1) = 50 GB/s: 20 us
+  sequence.model = &model;
+  sequence.spec = &spec;
+  model.StartFlow(spec, &sequence, 0);
+  engine.Run();
+  EXPECT_EQ(engine.now(), SimTime::Zero() + Micros(20) * 1000);
+  EXPECT_EQ(solver.calls, 0);
+  EXPECT_EQ(model.stats().lone_flows_solved, 1000);
+  // A second flow on l1 makes a component of two: one solver call.
+  model.StartFlow(spec, nullptr);
+  model.StartFlow(std::vector<LinkId>{l1}, MB(1), nullptr);
+  engine.Run();
+  EXPECT_GE(solver.calls, 1);
+}
+
+TEST(FlowModel, ASolveThatChangesNoRateReschedulesNothing) {
+  // A and B, capped at 10 GB/s, share a 100 GB/s link; C (capped too)
+  // joins at 1 ms: the component of three is solved, but only C's rate is
+  // new, so A and B keep their completion events (at 100 ms).
+  Engine engine;
+  Network network;
+  const LinkId link = network.AddLink(GBps(100), Duration::Zero());
+  FlowModel model(&engine, &network);
+  Completions done(&engine);
+  const std::vector<LinkId> links = {link};
+  FlowSpec spec;
+  spec.links = links;
+  spec.size = GB(1);
+  spec.rate_cap_bytes_per_s = 10'000'000'000;
+  model.StartFlow(spec, &done, 1);
+  model.StartFlow(spec, &done, 2);
+  engine.RunUntil(Millis(1));
+  const FlowModelStats before = model.stats();
+  model.StartFlow(spec, &done, 3);
+  model.SolveNow();
+  EXPECT_EQ(model.stats().flows_solved - before.flows_solved, 3);
+  EXPECT_EQ(model.stats().rate_changes - before.rate_changes, 1) << "only C";
+  engine.Run();
+  EXPECT_EQ(done.time.at(1), Millis(100));
+  EXPECT_EQ(done.time.at(2), Millis(100));
+  EXPECT_EQ(done.time.at(3), Millis(101));
+}
+
 // Starts pseudo-random flows on a small network and records completions;
 // checks, at every completion, that the lazily re-solved rates equal a
-// solve of every active flow at once.
+// solve of every active flow at once. With `coflows`, flows carry random
+// weights and some a rate cap.
 class RandomTraffic : public FlowObserver {
  public:
-  RandomTraffic(Engine* engine, FlowModel* model, const Network* network, uint32_t seed)
-      : engine_(engine), model_(model), network_(network), random_(seed) {}
+  RandomTraffic(Engine* engine, FlowModel* model, const Network* network, uint32_t seed,
+                bool coflows = false)
+      : engine_(engine), model_(model), network_(network), random_(seed), coflows_(coflows) {}
 
   void StartSome(int count) {
     for (int i = 0; i < count && started_ < 400; ++i) {
@@ -231,14 +419,27 @@ class RandomTraffic : public FlowObserver {
       // the network splits into several components.
       const uint32_t groups = static_cast<uint32_t>(network_->num_links() / 3);
       const uint32_t group = random_() % groups;
-      std::vector<LinkId> route;
+      Active entry;
       for (uint32_t l = 3 * group; l < 3 * group + 3; ++l) {
-        if (random_() % 2 == 0) route.push_back(LinkId(l));
+        if (random_() % 2 == 0) entry.route.push_back(LinkId(l));
       }
-      if (route.empty()) route.push_back(LinkId(3 * group + random_() % 3));
+      if (entry.route.empty()) entry.route.push_back(LinkId(3 * group + random_() % 3));
       const Bytes size(static_cast<int64_t>(1 + random_() % 1000) * 1'000'000 + random_() % 997);
-      const FlowId id = model_->StartFlow(route, size, this, started_);
-      active_[id.index()] = {id, route};
+      FlowSpec spec;
+      spec.links = entry.route;
+      spec.size = size;
+      if (coflows_) {
+        for (size_t l = 0; l < entry.route.size(); ++l) {
+          entry.weights.push_back(1 + static_cast<uint32_t>(random_() % 3));
+        }
+        spec.weights = entry.weights;
+        if (random_() % 3 == 0) {
+          entry.cap = static_cast<int64_t>(1 + random_() % 40) * 1'000'000'000;
+        }
+        spec.rate_cap_bytes_per_s = entry.cap;
+      }
+      entry.id = model_->StartFlow(spec, this, started_);
+      active_[entry.id.index()] = entry;
       ++started_;
     }
   }
@@ -258,14 +459,16 @@ class RandomTraffic : public FlowObserver {
       problem.AddConstraint(network_->link(LinkId(l)).capacity_bytes_per_s);
     }
     for (const auto& [index, entry] : active_) {
-      problem.AddVariable();
-      for (LinkId l : entry.second) problem.AddUse(l.value());
+      problem.AddVariable(entry.cap > 0 ? entry.cap : SharingProblem::kUnbounded);
+      for (size_t i = 0; i < entry.route.size(); ++i) {
+        problem.AddUse(entry.route[i].value(), entry.weights.empty() ? 1 : entry.weights[i]);
+      }
     }
     std::vector<int64_t> rates(problem.num_variables());
     solver_.Solve(problem, rates);
     size_t v = 0;
     for (const auto& [index, entry] : active_) {
-      ASSERT_EQ(model_->RateBytesPerSecond(entry.first), rates[v++])
+      ASSERT_EQ(model_->RateBytesPerSecond(entry.id), rates[v++])
           << "flow slot " << index << " at " << engine_->now().picos() << " ps";
       ++checks;
     }
@@ -276,13 +479,20 @@ class RandomTraffic : public FlowObserver {
   int64_t active_at_completions = 0;  // what global solves would have cost
 
  private:
+  struct Active {
+    FlowId id;
+    std::vector<LinkId> route;
+    std::vector<uint32_t> weights;  // empty: all 1
+    int64_t cap = 0;
+  };
   Engine* engine_;
   FlowModel* model_;
   const Network* network_;
   std::mt19937 random_;
+  bool coflows_;
   MaxMinSolver solver_;
   uint64_t started_ = 0;
-  std::map<uint32_t, std::pair<FlowId, std::vector<LinkId>>> active_;
+  std::map<uint32_t, Active> active_;
 };
 
 Network SmallNetwork() {
@@ -306,6 +516,19 @@ TEST(FlowModel, LazyComponentSolvesEqualAGlobalSolveAtEveryCompletion) {
   // quarter of the flows a global solve at each completion would.
   EXPECT_LT(model.stats().flows_solved, traffic.active_at_completions / 2)
       << "solves were not limited to the changed components";
+}
+
+TEST(FlowModel, LazySolvesOfWeightedCappedCoflowsEqualAGlobalSolve) {
+  Engine engine;
+  const Network network = SmallNetwork();
+  FlowModel model(&engine, &network);
+  RandomTraffic traffic(&engine, &model, &network, 23, /*coflows=*/true);
+  traffic.StartSome(40);
+  engine.Run();
+  EXPECT_EQ(traffic.trace.size(), 400u);
+  EXPECT_GT(traffic.checks, 1000);
+  EXPECT_GT(model.stats().lone_flows_solved, 0) << "the fast path was exercised";
+  EXPECT_LT(model.stats().lone_flows_solved, model.stats().flows_solved);
 }
 
 std::vector<std::pair<uint64_t, int64_t>> RandomRun(uint32_t seed) {
