@@ -18,7 +18,7 @@ const std::vector<Command>& Commands() {
        ""},
       {"simulate", "simulate one training iteration of a plan: time, memory, timeline",
        RunSimulate, ""},
-      {"search", "search the fastest plan that fits memory", nullptr, "the search, issue #6"},
+      {"search", "search the fastest plan that fits memory", RunSearch, ""},
       {"profile", "measure operators and collectives on this machine", nullptr,
        "the executor, issue #7"},
       {"execute", "run a plan's training iterations for real (MPI + Eigen, or NCCL + cuBLAS)",
@@ -31,7 +31,7 @@ const std::vector<Command>& Commands() {
       {"capacity", "what-if sweep over hypothetical clusters: time, cost, bounds", nullptr,
        "capacity planning, issue #9"},
       {"export", "write a plan as Megatron-LM arguments, a DeepSpeed or Galvatron config",
-       nullptr, "plan export, with the search (issue #6)"},
+       RunExport, ""},
   };
   return kCommands;
 }

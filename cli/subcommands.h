@@ -16,6 +16,8 @@ int RunCollective(const std::vector<std::string>& args, CommandIo& io);
 int RunDiscover(const std::vector<std::string>& args, CommandIo& io);
 int RunPlan(const std::vector<std::string>& args, CommandIo& io);
 int RunSimulate(const std::vector<std::string>& args, CommandIo& io);
+int RunSearch(const std::vector<std::string>& args, CommandIo& io);
+int RunExport(const std::vector<std::string>& args, CommandIo& io);
 
 }  // namespace orrery::cli
 

@@ -4,6 +4,8 @@
 #include <limits>
 
 #include "core/check.h"
+#include <cstdio>
+static long g_solver_calls=0,g_vars=0,g_cons=0,g_uses=0,g_maxv=0,g_maxc=0,g_runs=0,g_lone=0,g_dirty=0;
 
 namespace orrery::sim {
 
@@ -30,6 +32,7 @@ FlowModel::FlowModel(Engine* engine, const Network* network, SharingSolver* solv
 }
 
 FlowModel::~FlowModel() {
+  fprintf(stderr,"runs %ld dirty %ld lone %ld solver_calls %ld vars %ld cons %ld uses %ld maxv %ld maxc %ld\n",g_runs,g_dirty,g_lone,g_solver_calls,g_vars,g_cons,g_uses,g_maxv,g_maxc);
   engine_->Cancel(solve_event_);
   for (Flow& flow : flows_) engine_->Cancel(flow.event);
 }
@@ -248,6 +251,7 @@ int64_t FlowModel::LoneRate(const Flow& flow) const {
 void FlowModel::RunSolve() {
   ++stats_.solves;
   const uint32_t epoch = NextEpoch();
+  ++g_runs; g_dirty+=dirty_links_.size();
   // The connected components of the dirty links, one at a time, breadth
   // first; the link list doubles as the queue. A component of one flow is
   // timed on the spot and set aside in lone_flows_.
@@ -286,6 +290,7 @@ void FlowModel::RunSolve() {
     }
   }
   dirty_links_.clear();
+  g_lone+=lone_flows_.size();
 
   if (!component_flows_.empty()) {
     std::sort(component_links_.begin(), component_links_.end());
@@ -303,6 +308,9 @@ void FlowModel::RunSolve() {
       }
     }
     rates_.resize(component_flows_.size());
+    ++g_solver_calls; g_vars+=component_flows_.size(); g_cons+=component_links_.size();
+    g_maxv=std::max<long>(g_maxv,component_flows_.size()); g_maxc=std::max<long>(g_maxc,component_links_.size());
+    for (uint32_t v=0;v<problem_.num_variables();++v) g_uses+=problem_.UsesOf(v).size();
     solver_->Solve(problem_, rates_);
     for (size_t i = 0; i < component_flows_.size(); ++i) {
       flows_[component_flows_[i]].solved_rate = rates_[i];

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/units.h"
+#include "sim/iteration.h"
 #include "topology/presets.h"
 #include "workload/model_presets.h"
 #include "workload/plan.h"
@@ -291,6 +292,91 @@ TEST(AnalyticalModel, RejectsPlansThatDoNotFitAndUnknownPrecisions) {
   fp8.precision = topology::Precision::kFp8;  // A100 has no fp8 peak
   Result<AnalyticalEstimate> e = model->Estimate(f.model, fp8);
   EXPECT_FALSE(e.ok());
+}
+
+
+// Analytical estimate vs the event simulation of the same plan, both with
+// the overlap slowdown given explicitly; the relative gap (a − s) / s.
+struct Gap {
+  Duration simulated;
+  Duration analytical;
+  double gap = 0;
+};
+
+Gap Compare(const Fixture& f, const AnalyticalModel& model, const workload::Plan& plan,
+            bool free_communication, double overlap_slowdown = 0.0) {
+  IterationOptions sim_options;
+  sim_options.free_communication = free_communication;
+  sim_options.overlap_slowdown = overlap_slowdown;
+  Result<IterationReport> sim = SimulateIteration(f.model, plan, f.cluster, sim_options);
+  EXPECT_TRUE(sim.ok()) << sim.status().message();
+  AnalyticalOptions options;
+  options.free_communication = free_communication;
+  options.overlap_slowdown = overlap_slowdown;
+  Result<AnalyticalEstimate> e = model.Estimate(f.model, plan, options);
+  EXPECT_TRUE(e.ok()) << e.status().message();
+  if (!sim.ok() || !e.ok()) return {};
+  ExpectConsistent(*e);
+  Gap g{sim->iteration_time, e->iteration_time, 0};
+  g.gap = (e->iteration_time.ToSeconds() - sim->iteration_time.ToSeconds()) /
+          sim->iteration_time.ToSeconds();
+  return g;
+}
+
+std::string Describe(const workload::Plan& plan) {
+  const workload::LayerStrategy& l = plan.layers.front();
+  return std::string(workload::PipelineScheduleName(plan.schedule)) + " pp " +
+         std::to_string(plan.pp) + " tp " + std::to_string(l.tp) + " dp " +
+         std::to_string(l.dp) + " zero " + std::to_string(l.zero_stage) + " recompute " +
+         std::to_string(static_cast<int>(l.recompute));
+}
+
+TEST(AnalyticalModel, AgreesWithTheSimulationWhereNoTrafficContends) {
+  Fixture f = Load("gpt-1.7b", "dgx-a100-80gb", 2);
+  Result<AnalyticalModel> model = AnalyticalModel::Create(f.cluster);
+  ASSERT_TRUE(model.ok());
+  std::vector<workload::Plan> plans;
+  for (const workload::Recompute r :
+       {workload::Recompute::kNone, workload::Recompute::kSelective, workload::Recompute::kFull}) {
+    for (const PipelineSchedule schedule :
+         {PipelineSchedule::kGpipe, PipelineSchedule::kOneFOneB, PipelineSchedule::kInterleaved}) {
+      workload::Plan plan =
+          workload::Plan::Uniform(f.model, 2, {.tp = 8, .dp = 1, .recompute = r}, 16, 1);
+      plan.schedule = schedule;
+      if (schedule == PipelineSchedule::kInterleaved) plan.vpp = 3;
+      plans.push_back(plan);
+    }
+    plans.push_back(workload::Plan::Uniform(f.model, 1, {.tp = 8, .dp = 1, .recompute = r}, 8, 1));
+    workload::Plan sp = workload::Plan::Uniform(
+        f.model, 2, {.tp = 8, .dp = 1, .sequence_parallel = true, .recompute = r}, 16, 2);
+    plans.push_back(sp);
+  }
+  for (const workload::Plan& plan : plans) {
+    const Gap g = Compare(f, *model, plan, false);
+    std::printf("%-50s sim %.6f ana %.6f gap %+.3f%%\n", Describe(plan).c_str(), g.simulated.ToSeconds(), g.analytical.ToSeconds(), 100*g.gap);
+    EXPECT_LE(std::abs(g.gap), 0.02) << Describe(plan);
+  }
+}
+
+TEST(AnalyticalModel, AgreesWithTheSimulationWhenCommunicationIsFree) {
+  Fixture f = Load("gpt-1.7b", "dgx-a100-80gb", 4);
+  Result<AnalyticalModel> model = AnalyticalModel::Create(f.cluster);
+  ASSERT_TRUE(model.ok());
+  std::vector<workload::Plan> plans;
+  for (const int zero : {0, 1, 3}) {
+    plans.push_back(workload::Plan::Uniform(f.model, 2, {.tp = 4, .dp = 4, .zero_stage = zero}, 32, 1));
+    plans.push_back(workload::Plan::Uniform(f.model, 1, {.tp = 8, .dp = 4, .zero_stage = zero}, 16, 2));
+    workload::Plan il = workload::Plan::Uniform(
+        f.model, 4, {.tp = 2, .dp = 4, .zero_stage = zero, .recompute = workload::Recompute::kFull}, 64, 2);
+    il.schedule = PipelineSchedule::kInterleaved;
+    il.vpp = 2;
+    plans.push_back(il);
+  }
+  for (const workload::Plan& plan : plans) {
+    const Gap g = Compare(f, *model, plan, true);
+    std::printf("%-50s sim %.6f ana %.6f gap %+.3f%%\n", Describe(plan).c_str(), g.simulated.ToSeconds(), g.analytical.ToSeconds(), 100*g.gap);
+    EXPECT_LE(std::abs(g.gap), 0.02) << Describe(plan);
+  }
 }
 
 }  // namespace
