@@ -5,7 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "core/json.h"
 #include "topology/presets.h"
+#include "workload/galvatron_config.h"
 #include "workload/hf_import.h"
 #include "workload/plan_json.h"
 
@@ -162,7 +164,13 @@ Result<workload::Plan> PlanFromOptions(const po::variables_map& vm,
                                     "with --" + std::string(name));
       }
     }
-    return workload::ReadPlanFile(vm["plan"].as<std::string>());
+    // A plan file, or a Galvatron strategy config (told apart by its keys).
+    const std::string path = vm["plan"].as<std::string>();
+    ORRERY_ASSIGN_OR_RETURN(Json json, ReadJsonFile(path));
+    if (workload::IsGalvatronConfig(json)) {
+      return workload::PlanFromGalvatronConfig(json, path, model, cluster);
+    }
+    return workload::ParsePlanJson(json, path);
   }
 
   ORRERY_ASSIGN_OR_RETURN(std::optional<int> tp, GetInt(vm, kTp));

@@ -8,7 +8,7 @@
 // (sim/iteration.h) and reports the fastest — an exhaustive search over
 // uniform plans — and writes the chosen plan's simulated iteration as a
 // Chrome trace (--timeline, sim/chrome_timeline.h). The layer-wise search
-// (issue #6) is not built yet.
+// (issue #6) lives in `orrery search`.
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
@@ -189,7 +189,8 @@ int RunQuickstart(const std::vector<std::string>& args, CommandIo& io) {
       peak ? peak->FlopsPerSecond() * cluster->TotalDevices() / per_token.model.count() : 0.0;
 
   const char* kMissing[] = {
-      "layer-wise search (issue #6): plans here are uniform (every layer alike), 1F1B only",
+      "quickstart tries uniform 1F1B plans only; `orrery search` searches layer-wise "
+      "plans, stage partitions and schedules",
   };
   if (*format == OutputFormat::kJson) {
     Json out;
@@ -279,7 +280,7 @@ int RunQuickstart(const std::vector<std::string>& args, CommandIo& io) {
     o << "The cost model is uncalibrated: datasheet peaks with stated efficiencies\n"
          "(docs/compute.md, docs/costmodel.md); calibration is issue #8.\n\n";
   }
-  o << "Not built yet:\n";
+  o << "Not here:\n";
   for (const char* m : kMissing) o << "  - " << m << "\n";
   if (best != nullptr) {
     const workload::LayerStrategy& l = best->plan.layers.front();

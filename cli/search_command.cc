@@ -1,5 +1,336 @@
-// Placeholder until implemented.
+// `orrery search`: the fastest plans that fit memory for a model on a
+// cluster (search/search.h, issue #6): an algorithm scores the space with
+// the analytical model, the best are re-scored by the event simulator.
+#include <cstdio>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli/command.h"
+#include "cli/plan_options.h"
 #include "cli/subcommands.h"
+#include "core/file.h"
+#include "core/json.h"
+#include "core/progress.h"
+#include "core/units.h"
+#include "search/search.h"
+#include "search/space.h"
+#include "topology/presets.h"
+#include "workload/hf_import.h"
+#include "workload/plan.h"
+#include "workload/plan_json.h"
+
 namespace orrery::cli {
-int RunSearch(const std::vector<std::string>&, CommandIo&) { return 2; }
+
+namespace {
+
+namespace po = boost::program_options;
+
+constexpr std::string_view kCommand = "search";
+
+constexpr std::string_view kUsage =
+    "orrery search --model M --cluster C [--nodes N] --global-batch B [--seq-len S]\n"
+    "                 [--memory-budget GiB] [--algorithm NAME] [--top K]\n"
+    "                 [--time-limit SECONDS] [--seed N] [--samples N] [--out plan.json]\n"
+    "                 [--format text|json]";
+
+constexpr std::string_view kDescription =
+    "Searches the hybrid-parallel plans of a model on a cluster for the fastest\n"
+    "training iteration that fits in memory. The space: pipeline degree pp,\n"
+    "stage partition (even, or one or two layers fewer on the first and last\n"
+    "stages), schedule (1f1b, gpipe, interleaved with vpp chunks), micro-batch\n"
+    "size, device order (tensor-parallel groups on consecutive ranks or strided),\n"
+    "and per layer tp, cp, dp, ep (MoE models), ZeRO 0-3, sequence parallelism\n"
+    "and recomputation (none, selective, full), with the divisibility and\n"
+    "attention-head rules applied. docs/search.md describes it.\n"
+    "\n"
+    "An algorithm scores candidates with the analytical model (the event\n"
+    "simulator's costs without an event queue) and the memory model; the best\n"
+    "--top K are then re-scored by the event simulator, which decides their\n"
+    "order, and any whose simulated peak memory exceeds the budget is dropped.\n"
+    "Algorithms (--algorithm): galvatron (decision-tree pruning and a dynamic\n"
+    "program over layers; the default when built), exhaustive (every uniform\n"
+    "plan), random (random layer-wise plans, --samples of them), anneal\n"
+    "(simulated annealing over layer-wise plans, --samples evaluations).\n"
+    "Every core is used; the answer is the same whatever their number (unless\n"
+    "--time-limit cuts the search short). The memory budget defaults to the\n"
+    "device's capacity less the memory model's 1 GiB reserve.\n"
+    "\n"
+    "Prints the best plans (simulated and analytical iteration time, tokens/s,\n"
+    "peak memory), how many candidates were evaluated and how many were pruned\n"
+    "and why (memory, divisibility, dominated, invalid, unsupported), and the\n"
+    "search time. --out writes the best plan as a plan file for\n"
+    "`orrery simulate --plan` and `orrery export --plan`.";
+
+constexpr std::string_view kExamples =
+    "  orrery search --model gpt-1.7b --cluster dgx-a100-80gb --nodes 1 --global-batch 64 \\\n"
+    "      --algorithm exhaustive\n"
+    "  orrery search --model llama3-70b --cluster dgx-h100 --nodes 8 --global-batch 512 \\\n"
+    "      --seq-len 4096 --top 3 --out best.json\n"
+    "  orrery search --model bert-large --cluster dgx-a100-80gb --nodes 1 --global-batch 64 \\\n"
+    "      --memory-budget 8 --algorithm anneal --seed 2 --format json\n";
+
+std::string Fixed(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
+  return buf;
+}
+
+// Characters of UTF-8 text (the summaries hold "×").
+size_t Width(const std::string& s) {
+  size_t n = 0;
+  for (const char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80 ? 1 : 0;
+  return n;
+}
+
+std::string Pad(std::string s, size_t width) {
+  const size_t w = Width(s);
+  if (w < width) s.append(width - w, ' ');
+  return s;
+}
+
+double GibOf(Bytes b) { return static_cast<double>(b.count()) / (1 << 30); }
+
+std::string DefaultAlgorithm() {
+  const std::vector<std::string> names = search::SearchAlgorithmNames();
+  for (const char* preferred : {"galvatron", "exhaustive"}) {
+    for (const std::string& n : names) {
+      if (n == preferred) return n;
+    }
+  }
+  return names.empty() ? "exhaustive" : names.front();
+}
+
+std::string Prunes(const search::SearchResult& r) {
+  std::string out;
+  int64_t total = 0;
+  for (const auto& [reason, count] : r.pruned) {
+    if (!out.empty()) out += ", ";
+    out += std::string(search::PruneReasonName(reason)) + " " + std::to_string(count);
+    total += count;
+  }
+  if (out.empty()) return "none";
+  return std::to_string(total) + " (" + out + ")";
+}
+
+std::string TextReport(const search::SearchResult& r, const search::SearchRequest& request,
+                       Bytes budget) {
+  std::ostringstream out;
+  out << "Search [" << r.algorithm << "] for " << request.model.name << " on "
+      << request.cluster.name << " (" << request.cluster.TotalDevices()
+      << " devices): global batch " << request.global_batch_size << ", sequence "
+      << request.sequence_length << ", memory budget " << Fixed(GibOf(budget), 1)
+      << " GiB per device\n\n";
+  if (r.plans.empty()) {
+    out << "  no plan fits\n";
+  } else {
+    size_t width = 4;
+    std::vector<std::string> summaries;
+    for (const search::Candidate& c : r.plans) {
+      summaries.push_back(search::PlanSummary(c.plan));
+      width = std::max(width, Width(summaries.back()));
+    }
+    out << "  " << Pad("rank", 6) << Pad("plan", width + 2) << Pad("iteration", 12)
+        << Pad("analytical", 12) << Pad("tokens/s", 12) << "peak memory\n";
+    for (size_t k = 0; k < r.plans.size(); ++k) {
+      const search::Candidate& c = r.plans[k];
+      const search::Evaluation& e = c.simulated.has_value() ? *c.simulated : c.analytical;
+      out << "  " << Pad(std::to_string(k + 1), 6) << Pad(summaries[k], width + 2)
+          << Pad(FormatDuration(e.iteration_time), 12)
+          << Pad(FormatDuration(c.analytical.iteration_time), 12)
+          << Pad(Fixed(e.tokens_per_s, 0), 12) << Fixed(GibOf(e.peak_memory), 1) << " GiB\n";
+    }
+  }
+  out << "\n  evaluated  " << r.evaluated << " plans\n";
+  out << "  pruned     " << Prunes(r) << "\n";
+  out << "  time       " << Fixed(r.search_time_s, 2) << " s search + "
+      << Fixed(r.rescore_time_s, 2) << " s simulating the best";
+  if (r.stopped_by_time_limit) out << " (stopped by --time-limit)";
+  out << "\n";
+  return out.str();
+}
+
+Json JsonReport(const search::SearchResult& r, Bytes budget) {
+  Json j = Json::object();
+  j["algorithm"] = r.algorithm;
+  Json plans = Json::array();
+  for (const search::Candidate& c : r.plans) {
+    const search::Evaluation& e = c.simulated.has_value() ? *c.simulated : c.analytical;
+    Json p = Json::object();
+    p["summary"] = search::PlanSummary(c.plan);
+    p["plan"] = workload::PlanToJson(c.plan);
+    p["iteration_time_s"] = e.iteration_time.ToSeconds();
+    p["analytical_iteration_time_s"] = c.analytical.iteration_time.ToSeconds();
+    p["tokens_per_s"] = e.tokens_per_s;
+    p["peak_memory_gib"] = GibOf(e.peak_memory);
+    p["analytical_peak_memory_gib"] = GibOf(c.analytical.peak_memory);
+    plans.push_back(p);
+  }
+  j["plans"] = plans;
+  j["memory_budget_gib"] = GibOf(budget);
+  j["search_time_s"] = r.search_time_s;
+  j["rescore_time_s"] = r.rescore_time_s;
+  j["evaluated"] = r.evaluated;
+  Json pruned = Json::object();
+  for (const auto& [reason, count] : r.pruned) {
+    pruned[std::string(search::PruneReasonName(reason))] = count;
+  }
+  j["pruned"] = pruned;
+  j["stopped_by_time_limit"] = r.stopped_by_time_limit;
+  return j;
+}
+
+}  // namespace
+
+int RunSearch(const std::vector<std::string>& args, CommandIo& io) {
+  po::options_description options("Options");
+  AddModelClusterOptions(options);
+  options.add_options()
+      ("global-batch", po::value<int>()->value_name("B"), "samples per iteration (required)")
+      ("seq-len", po::value<int>()->value_name("S"),
+       "tokens per sample (default: the model's training sequence length)")
+      ("memory-budget", po::value<double>()->value_name("GiB"),
+       "usable memory per device in GiB (default: capacity less the 1 GiB reserve)")
+      ("algorithm", po::value<std::string>()->value_name("NAME"),
+       "galvatron, exhaustive, random or anneal (default: galvatron when built, "
+       "else exhaustive)")
+      ("top", po::value<int>()->default_value(5)->value_name("K"),
+       "plans to re-score with the event simulator and print")
+      ("time-limit", po::value<double>()->value_name("SECONDS"),
+       "stop the algorithm after this long and report what it has")
+      ("seed", po::value<uint64_t>()->default_value(1)->value_name("N"),
+       "seed of random and anneal")
+      ("samples", po::value<int64_t>()->value_name("N"),
+       "plans random and anneal evaluate (default 2000 and 4000)")
+      ("out", po::value<std::string>()->value_name("FILE"),
+       "write the best plan as a plan file (for simulate --plan)");
+  AddFormatOption(options);
+  po::variables_map vm;
+  if (std::optional<int> code =
+          ParseOptions(kCommand, kUsage, kDescription, kExamples, options, args, vm, io)) {
+    return *code;
+  }
+  Result<OutputFormat> format = GetFormat(vm);
+  if (!format.ok()) return ReportError(kCommand, format.status(), io);
+  if (vm.count("model") == 0) {
+    return ReportError(kCommand,
+                       InvalidArgumentError("--model is required (a preset such as llama3-70b, "
+                                            "or a config.json)"),
+                       io);
+  }
+  if (vm.count("cluster") == 0) {
+    return ReportError(kCommand,
+                       InvalidArgumentError("--cluster is required (a preset such as dgx-h100, "
+                                            "or a cluster JSON file)"),
+                       io);
+  }
+  if (vm.count("global-batch") == 0) {
+    return ReportError(kCommand, InvalidArgumentError("--global-batch is required"), io);
+  }
+  search::SearchRequest request;
+  {
+    Result<workload::ModelSpec> model = workload::LoadModel(vm["model"].as<std::string>());
+    if (!model.ok()) return ReportError(kCommand, model.status(), io);
+    request.model = std::move(*model);
+    std::optional<int> nodes;
+    if (vm.count("nodes") > 0) nodes = vm["nodes"].as<int>();
+    Result<topology::ClusterSpec> cluster =
+        topology::ResolveCluster(vm["cluster"].as<std::string>(), nodes);
+    if (!cluster.ok()) return ReportError(kCommand, cluster.status(), io);
+    request.cluster = std::move(*cluster);
+  }
+  request.global_batch_size = vm["global-batch"].as<int>();
+  if (request.global_batch_size < 1) {
+    return ReportError(kCommand,
+                       InvalidArgumentError("--global-batch: expected a positive integer, got " +
+                                            std::to_string(request.global_batch_size)),
+                       io);
+  }
+  request.sequence_length = vm.count("seq-len") > 0 ? vm["seq-len"].as<int>()
+                                                    : request.model.default_sequence_length;
+  if (request.sequence_length < 1) {
+    return ReportError(kCommand,
+                       InvalidArgumentError("--seq-len: expected a positive integer, got " +
+                                            std::to_string(request.sequence_length)),
+                       io);
+  }
+  if (vm.count("memory-budget") > 0) {
+    const double gib = vm["memory-budget"].as<double>();
+    if (!(gib > 0)) {
+      return ReportError(kCommand,
+                         InvalidArgumentError("--memory-budget: expected a positive number of "
+                                              "GiB, got " + Fixed(gib, 2)),
+                         io);
+    }
+    request.memory_budget = Bytes(static_cast<int64_t>(gib * static_cast<double>(1 << 30)));
+  }
+  request.top_k = vm["top"].as<int>();
+  if (request.top_k < 1) {
+    return ReportError(kCommand,
+                       InvalidArgumentError("--top: expected a positive integer, got " +
+                                            std::to_string(request.top_k)),
+                       io);
+  }
+  if (vm.count("time-limit") > 0) {
+    const double limit = vm["time-limit"].as<double>();
+    if (!(limit > 0)) {
+      return ReportError(kCommand,
+                         InvalidArgumentError("--time-limit: expected a positive number of "
+                                              "seconds, got " + Fixed(limit, 2)),
+                         io);
+    }
+    request.time_limit_s = limit;
+  }
+  request.seed = vm["seed"].as<uint64_t>();
+  if (vm.count("samples") > 0) {
+    request.max_samples = vm["samples"].as<int64_t>();
+    if (request.max_samples < 1) {
+      return ReportError(kCommand,
+                         InvalidArgumentError("--samples: expected a positive integer, got " +
+                                              std::to_string(request.max_samples)),
+                         io);
+    }
+  }
+  const std::string algorithm =
+      vm.count("algorithm") > 0 ? vm["algorithm"].as<std::string>() : DefaultAlgorithm();
+  // Fail on an unknown name before any work.
+  if (Result<std::unique_ptr<search::SearchAlgorithm>> made =
+          search::MakeSearchAlgorithm(algorithm);
+      !made.ok()) {
+    return ReportError(kCommand, made.status(), io);
+  }
+  Result<search::Evaluator> evaluator = search::Evaluator::Create(request);
+  if (!evaluator.ok()) return ReportError(kCommand, evaluator.status(), io);
+  const Bytes budget = evaluator->memory_budget();
+
+  constexpr int64_t kSteps = 1000;
+  ProgressLine progress_line("search [" + algorithm + "]", kSteps, "steps");
+  const search::ProgressFn progress = [&](double fraction, std::string_view) {
+    if (fraction >= 0) progress_line.Update(static_cast<int64_t>(fraction * kSteps));
+  };
+  Result<search::SearchResult> result = search::RunSearch(request, algorithm, progress);
+  progress_line.Finish();
+  if (!result.ok()) return ReportError(kCommand, result.status(), io);
+
+  if (vm.count("out") > 0 && !result->plans.empty()) {
+    const std::string path = vm["out"].as<std::string>();
+    Status written =
+        WriteFileAtomically(path, DumpJson(workload::PlanToJson(result->plans.front().plan)));
+    if (!written.ok()) return ReportError(kCommand, written, io);
+  }
+  if (*format == OutputFormat::kJson) {
+    Json j = JsonReport(*result, budget);
+    j["out"] = vm.count("out") > 0 && !result->plans.empty() ? Json(vm["out"].as<std::string>())
+                                                             : Json(nullptr);
+    io.out << DumpJson(j);
+  } else {
+    io.out << TextReport(*result, request, budget);
+    if (vm.count("out") > 0 && !result->plans.empty()) {
+      io.out << "\nbest plan written to " << vm["out"].as<std::string>() << "\n";
+    }
+  }
+  return result->plans.empty() ? kExitNo : kExitOk;
+}
+
 }  // namespace orrery::cli

@@ -1,17 +1,24 @@
 // `orrery simulate`: replay one training iteration of a plan on the event
 // simulator (sim/iteration.h) and report its time, throughput, MFU and
-// per-stage breakdown: every rank and link (issue #5).
+// per-stage breakdown: every rank and link (issue #5). With --analytical,
+// also the analytical fast path's estimate (sim/analytical.h) of the same
+// plan under the same options, and its gap to the simulation.
 #include <cstdio>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cli/plan_options.h"
+#include "cli/sim_options.h"
 #include "cli/subcommands.h"
 #include "core/file.h"
 #include "core/json.h"
 #include "core/units.h"
+#include "costmodel/collective.h"
+#include "costmodel/compute.h"
+#include "sim/analytical.h"
 #include "sim/chrome_timeline.h"
 #include "sim/iteration.h"
 #include "topology/cluster_spec.h"
@@ -28,7 +35,8 @@ constexpr std::string_view kCommand = "simulate";
 
 constexpr std::string_view kUsage =
     "orrery simulate --model M --cluster C [--nodes N] (--plan FILE | flags)\n"
-    "                   [--free-communication] [--timeline FILE] [--format text|json]";
+    "                   [simulation options] [--free-communication] [--analytical]\n"
+    "                   [--timeline FILE] [--format text|json]";
 
 constexpr std::string_view kDescription =
     "Simulates one training iteration of a plan on the discrete-event simulator,\n"
@@ -47,6 +55,9 @@ constexpr std::string_view kDescription =
     "memory against the device's, and per stage where the time went (compute,\n"
     "recompute, exposed communication, pipeline bubble).\n"
     "--free-communication makes every transfer and collective cost nothing.\n"
+    "--analytical also prints the analytical fast path's estimate of the same plan\n"
+    "(the closed form the search scores plans with) and its gap to the simulation:\n"
+    "zero where no traffic contends, negative where it does.\n"
     "--timeline FILE writes the iteration as a Chrome trace (one process per\n"
     "node, one track per rank and stream) to open in https://ui.perfetto.dev.";
 
@@ -55,6 +66,8 @@ constexpr std::string_view kExamples =
     "      --micro-batch 2 --global-batch 64\n"
     "  orrery simulate --model gpt-1.7b --cluster dgx-h100 --nodes 2 --tp 2 --pp 4 \\\n"
     "      --micro-batch 2 --global-batch 64 --timeline timeline.json\n"
+    "  orrery simulate --model gpt-1.7b --cluster dgx-a100-80gb --nodes 4 --tp 8 --pp 2 \\\n"
+    "      --micro-batch 1 --global-batch 64 --analytical\n"
     "  orrery simulate --model llama3-70b --cluster dgx-h100 --nodes 8 --tp 8 --pp 4 \\\n"
     "      --micro-batch 1 --global-batch 512 --format json\n";
 
@@ -71,9 +84,15 @@ std::string Pad(std::string s, size_t width) {
 
 std::string Gib(Bytes b) { return Fixed(static_cast<double>(b.count()) / (1 << 30), 1); }
 
+// The analytical estimate's gap to the simulation, (a − s) / s.
+double GapOf(const sim::AnalyticalEstimate& a, const sim::IterationReport& r) {
+  return (a.iteration_time.ToSeconds() - r.iteration_time.ToSeconds()) /
+         r.iteration_time.ToSeconds();
+}
+
 std::string TextReport(const sim::IterationReport& r, const workload::ModelSpec& model,
                        const workload::Plan& plan, const topology::ClusterSpec& cluster,
-                       bool free_comm) {
+                       bool free_comm, const sim::AnalyticalEstimate* analytical) {
   const workload::LayerStrategy& l = plan.layers.front();
   std::ostringstream out;
   out << "Simulated iteration of " << model.name << " on " << cluster.name << " ("
@@ -84,6 +103,11 @@ std::string TextReport(const sim::IterationReport& r, const workload::ModelSpec&
   if (r.vpp > 1) out << " (vpp " << r.vpp << ")";
   out << ", " << r.micro_batches << " micro-batches\n\n";
   out << "  iteration time   " << FormatDuration(r.iteration_time) << "\n";
+  if (analytical != nullptr) {
+    const double gap = 100 * GapOf(*analytical, r);
+    out << "  analytical estimate  " << Fixed(analytical->iteration_time.ToSeconds(), 4)
+        << " s (gap " << (gap >= 0 ? "+" : "") << Fixed(gap, 2) << "% vs simulated)\n";
+  }
   out << "  throughput       " << Fixed(r.tokens_per_s, 0) << " tokens/s, "
       << Fixed(r.samples_per_s, 2) << " samples/s\n";
   out << "  model TFLOP/s    " << Fixed(r.model_flops_per_device.FlopsPerSecond() / 1e12, 1)
@@ -181,9 +205,12 @@ int RunSimulate(const std::vector<std::string>& args, CommandIo& io) {
   options.add_options()
       ("free-communication", po::bool_switch(),
        "every transfer and collective costs nothing (compute only)")
+      ("analytical", po::bool_switch(),
+       "also print the analytical fast path's estimate and its gap to the simulation")
       ("timeline", po::value<std::string>()->value_name("FILE"),
        "write the iteration as a Chrome trace (Perfetto, chrome://tracing) to FILE");
   AddFormatOption(options);
+  AddSimulationOptions(options);
   AddPlanOptions(options);
   po::variables_map vm;
   if (std::optional<int> code =
@@ -198,7 +225,10 @@ int RunSimulate(const std::vector<std::string>& args, CommandIo& io) {
   const topology::ClusterSpec& cluster = inputs->cluster;
   const workload::Plan& plan = inputs->plan;
 
-  sim::IterationOptions sim_options;
+  Result<sim::IterationOptions> parsed =
+      SimulationOptionsFrom(vm, cluster.PrimaryNodeType().device);
+  if (!parsed.ok()) return ReportError(kCommand, parsed.status(), io);
+  sim::IterationOptions sim_options = *parsed;
   sim_options.free_communication = vm["free-communication"].as<bool>();
   const std::string timeline_path =
       vm.count("timeline") > 0 ? vm["timeline"].as<std::string>() : "";
@@ -206,6 +236,28 @@ int RunSimulate(const std::vector<std::string>& args, CommandIo& io) {
   Result<sim::IterationReport> report = sim::SimulateIteration(
       model, plan, cluster, sim_options, timeline_path.empty() ? nullptr : &trace);
   if (!report.ok()) return ReportError(kCommand, report.status(), io);
+  std::optional<sim::AnalyticalEstimate> analytical;
+  if (vm["analytical"].as<bool>()) {
+    // One model of the cluster, with the compute model the simulation used.
+    Result<costmodel::ComputeModel> compute = costmodel::ComputeModel::Create(
+        cluster.PrimaryNodeType().device, plan.precision, sim_options.compute);
+    if (!compute.ok()) return ReportError(kCommand, compute.status(), io);
+    Result<costmodel::CollectiveModel> collectives = costmodel::CollectiveModel::Create(cluster);
+    if (!collectives.ok()) return ReportError(kCommand, collectives.status(), io);
+    std::vector<costmodel::ComputeModel> compute_models;
+    compute_models.push_back(std::move(compute).value());
+    Result<sim::AnalyticalModel> analytical_model = sim::AnalyticalModel::Create(
+        cluster, std::move(compute_models), std::move(collectives).value());
+    if (!analytical_model.ok()) return ReportError(kCommand, analytical_model.status(), io);
+    sim::AnalyticalOptions analytical_options;
+    analytical_options.graph = sim_options.graph;
+    analytical_options.free_communication = sim_options.free_communication;
+    analytical_options.overlap_slowdown = sim_options.overlap_slowdown;
+    Result<sim::AnalyticalEstimate> estimate =
+        analytical_model->EstimateValidated(model, plan, analytical_options);
+    if (!estimate.ok()) return ReportError(kCommand, estimate.status(), io);
+    analytical = std::move(estimate).value();
+  }
   if (!timeline_path.empty()) {
     Status written = WriteFileAtomically(timeline_path, DumpJson(sim::TraceToChromeTrace(trace)));
     if (!written.ok()) return ReportError(kCommand, written, io);
@@ -214,9 +266,16 @@ int RunSimulate(const std::vector<std::string>& args, CommandIo& io) {
   if (*format == OutputFormat::kJson) {
     Json j = JsonReport(*report, sim_options.free_communication);
     j["timeline"] = timeline_path.empty() ? Json(nullptr) : Json(timeline_path);
+    if (analytical.has_value()) {
+      Json a = Json::object();
+      a["iteration_time_s"] = analytical->iteration_time.ToSeconds();
+      a["gap"] = GapOf(*analytical, *report);
+      j["analytical"] = a;
+    }
     io.out << DumpJson(j);
   } else {
-    io.out << TextReport(*report, model, plan, cluster, sim_options.free_communication);
+    io.out << TextReport(*report, model, plan, cluster, sim_options.free_communication,
+                         analytical.has_value() ? &*analytical : nullptr);
     if (!timeline_path.empty()) {
       io.out << "\ntimeline written to " << timeline_path << " (open in https://ui.perfetto.dev)\n";
     }

@@ -30,6 +30,7 @@
 #ifndef ORRERY_SEARCH_SEARCH_H_
 #define ORRERY_SEARCH_SEARCH_H_
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -79,6 +80,8 @@ struct SearchRequest {
   int top_k = 5;
   std::optional<double> time_limit_s;
   uint64_t seed = 1;
+  // Plans random and anneal evaluate; 0: the algorithm's default.
+  int64_t max_samples = 0;
   sim::TrainingGraphOptions graph;  // the simulator's and estimate's options
 };
 
@@ -101,6 +104,25 @@ class Evaluator {
   Result<Evaluation> ScoreValidated(const workload::Plan& plan) const;
   // The event simulation's score. Thread-safe.
   Result<Evaluation> Simulate(const workload::Plan& plan) const;
+
+  // For algorithms: the peak memory of `plan` by the memory model alone
+  // (costmodel::EstimateMemory with the request's options), much cheaper
+  // than Score, to prune before scoring. REQUIRES: ValidatePlan passes.
+  // Thread-safe.
+  Result<Bytes> PeakMemory(const workload::Plan& plan) const;
+
+  // For algorithms: `plan` scored, or why it is pruned. With `validate`,
+  // ValidatePlan first: a rejected plan is kDivisibility when a broken rule
+  // is a divisibility rule, kInvalid otherwise. Then the memory model:
+  // over the budget is kMemory (not scored; `evaluation` holds only
+  // peak_memory). Then ScoreValidated: Unimplemented is kUnsupported, any
+  // other error kInvalid. Thread-safe.
+  struct Outcome {
+    Evaluation evaluation;               // scored when `pruned` is empty
+    std::optional<PruneReason> pruned;   // why not, otherwise
+    bool scored() const { return !pruned.has_value(); }
+  };
+  Outcome Evaluate(const workload::Plan& plan, bool validate = true) const;
 
   const SearchRequest& request() const { return *request_; }
   const sim::AnalyticalModel& model() const { return *analytical_; }
@@ -133,6 +155,18 @@ struct SearchResult {
 // then with a fraction done in [0, 1] (or negative when unknown) and a
 // short note. May be empty.
 using ProgressFn = std::function<void(double fraction, std::string_view note)>;
+
+// Helpers for algorithms.
+//
+// The number of candidates an algorithm returns: request.top_k × 4, at
+// least 1.
+int CandidateLimit(const SearchRequest& request);
+// Sorts `candidates` best first by analytical score — iteration time, then
+// peak memory, then the plan's JSON text — and keeps the first `limit`, so
+// the result does not depend on the order they were found in.
+void SortAndTruncate(std::vector<Candidate>* candidates, size_t limit);
+// Seconds since `start`, for time limits (wall clock, outside the model).
+double SecondsSince(std::chrono::steady_clock::time_point start);
 
 class SearchAlgorithm {
  public:

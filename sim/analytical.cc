@@ -29,34 +29,53 @@ constexpr Duration kUnknown = Duration::FromPicos(-1);
 
 std::string Str(int64_t v) { return std::to_string(v); }
 
-// The group of `groups` that holds `rank` (empty when none does).
-std::vector<int> GroupHolding(const std::vector<std::vector<int>>& groups, int rank) {
-  for (const std::vector<int>& g : groups) {
-    if (std::find(g.begin(), g.end(), rank) != g.end()) return g;
-  }
-  return {};
-}
-
-// workload::RankGroups of the layers of one plan, computed once per
-// (layer strategy, dimension): the search's plans have few distinct
-// strategies, and RankGroups over a thousand ranks costs tens of µs.
-class GroupCache {
+// The rank groups of one plan's layers, the group holding a given rank
+// computed in closed form on workload::RankGroups' grid (dimensions in
+// plan.rank_order, innermost first; ep groups on the grid tp × 1 × ep ×
+// dp·cp/ep × pp): the group of `rank` along `dim` is
+//     base + k·stride(dim),  k = 0 … size(dim) − 1,
+// base = rank − coordinate(dim)·stride(dim) — RankGroups' members in its
+// order, without building the partition of every rank (a search scores
+// plans of thousands of ranks).
+class RankGrid {
  public:
-  explicit GroupCache(const workload::Plan* plan) : plan_(plan) {}
+  explicit RankGrid(const workload::Plan* plan) : plan_(plan) {}
 
-  const std::vector<std::vector<int>>& Groups(int layer, ParallelDim dim) {
-    const LayerStrategy& st = plan_->layers[static_cast<size_t>(layer)];
-    const auto key = std::make_tuple(static_cast<int>(dim), st.tp, st.cp, st.dp, st.ep);
-    auto it = groups_.find(key);
-    if (it == groups_.end()) {
-      it = groups_.emplace(key, workload::RankGroups(*plan_, layer, dim)).first;
-    }
-    return it->second;
-  }
   // The group of `dim` for `layer` that holds `rank`.
-  std::vector<int> Holding(int layer, ParallelDim dim, int rank) {
-    return GroupHolding(Groups(layer, dim), rank);
+  std::vector<int> Holding(int layer, ParallelDim dim, int rank) const {
+    const LayerStrategy& l = plan_->layers[static_cast<size_t>(layer)];
+    const auto size_of = [&](ParallelDim d) {
+      if (dim == ParallelDim::kEp) {
+        switch (d) {
+          case ParallelDim::kTp: return l.tp;
+          case ParallelDim::kCp: return 1;
+          case ParallelDim::kEp: return l.ep;
+          case ParallelDim::kDp: return l.dp * l.cp / l.ep;
+          case ParallelDim::kPp: return plan_->pp;
+        }
+      }
+      switch (d) {
+        case ParallelDim::kTp: return l.tp;
+        case ParallelDim::kCp: return l.cp;
+        case ParallelDim::kEp: return 1;
+        case ParallelDim::kDp: return l.dp;
+        case ParallelDim::kPp: return plan_->pp;
+      }
+      return 1;
+    };
+    int stride = 1;
+    for (const ParallelDim d : plan_->rank_order) {
+      if (d == dim) break;
+      stride *= size_of(d);
+    }
+    const int n = size_of(dim);
+    const int coordinate = (rank / stride) % n;
+    const int base = rank - coordinate * stride;
+    std::vector<int> group(static_cast<size_t>(n));
+    for (int k = 0; k < n; ++k) group[static_cast<size_t>(k)] = base + k * stride;
+    return group;
   }
+
   // The ranks that differ from `rank` only in their dp and cp coordinates
   // for `layer`: the stage's gradient-reduction group, sorted.
   std::vector<int> DataParallel(int layer, int rank) {
@@ -71,20 +90,20 @@ class GroupCache {
 
  private:
   const workload::Plan* plan_;
-  std::map<std::tuple<int, int, int, int, int>, std::vector<std::vector<int>>> groups_;
 };
 
 // Collective times on groups as the simulator's coflows see them, cached
 // for one Estimate call.
 class GroupTimer {
  public:
-  GroupTimer(const costmodel::CollectiveModel* model, int devices_per_node)
-      : model_(model), devices_per_node_(devices_per_node) {}
+  // `free`: every collective takes zero time (free communication).
+  GroupTimer(const costmodel::CollectiveModel* model, int devices_per_node, bool free)
+      : model_(model), devices_per_node_(devices_per_node), free_(free) {}
 
   // The uncontended time of one call of `op` of `size` bytes on `ranks`:
   // zero for one rank or zero bytes (CollectiveFlows::Collective).
   Result<Duration> Time(CollectiveOp op, Bytes size, const std::vector<int>& ranks) {
-    if (ranks.size() <= 1 || size <= Bytes::Zero()) return Duration::Zero();
+    if (free_ || ranks.size() <= 1 || size <= Bytes::Zero()) return Duration::Zero();
     const costmodel::RankGroup shape = ShapeOfGroup(ranks, devices_per_node_);
     const auto key = std::make_tuple(shape.nodes, shape.ranks_per_node,
                                      static_cast<int>(shape.placement), static_cast<int>(op),
@@ -99,6 +118,7 @@ class GroupTimer {
  private:
   const costmodel::CollectiveModel* model_;
   int devices_per_node_;
+  bool free_;
   std::map<std::tuple<int, int, int, int, int64_t>, Duration> cache_;
 };
 
@@ -106,7 +126,7 @@ class GroupTimer {
 // first rank of the layer's stage in replica 0.
 class PlanPathTimer final : public PathCollectiveTimer {
  public:
-  PlanPathTimer(std::vector<int> stage_of_layer, std::vector<int> stage_rank, GroupCache* groups,
+  PlanPathTimer(std::vector<int> stage_of_layer, std::vector<int> stage_rank, RankGrid* groups,
                 GroupTimer* timer)
       : stage_of_layer_(std::move(stage_of_layer)), stage_rank_(std::move(stage_rank)),
         groups_(groups), timer_(timer) {}
@@ -120,7 +140,7 @@ class PlanPathTimer final : public PathCollectiveTimer {
  private:
   std::vector<int> stage_of_layer_;
   std::vector<int> stage_rank_;
-  GroupCache* groups_;
+  RankGrid* groups_;
   GroupTimer* timer_;
 };
 
@@ -154,21 +174,20 @@ Duration TransferTime(const topology::Topology& topo, const std::vector<int>& fr
   return longest + Duration::FromPicos(static_cast<int64_t>(picos));
 }
 
-// Parameters of a chunk's layers cut, in backward order, into buckets of
-// at least `bucket` parameters: the index (into chunk.layers) of the layer
-// whose backward completes each bucket, and its parameters.
-std::vector<std::pair<int, int64_t>> Buckets(const ChunkCost& chunk, int64_t bucket) {
-  std::vector<std::pair<int, int64_t>> out;
-  int64_t filled = 0;
-  for (int l = static_cast<int>(chunk.layers.size()) - 1; l >= 0; --l) {
-    filled += chunk.layers[static_cast<size_t>(l)].parameters;
-    if (filled >= bucket || l == 0) {
-      if (filled > 0) out.emplace_back(l, filled);
-      filled = 0;
-    }
-  }
-  return out;
-}
+// Lengths of passes decided when they start (the data-parallel stream of
+// steps 3 and 5 of the header). Called for each pass of each stage in
+// program order: passes[index] is the pass, `previous_end` when the
+// stage's previous pass ended, `start` when this one starts (its input
+// arrived); returns how long it takes.
+class PassTimer {
+ public:
+  virtual ~PassTimer() = default;
+  virtual Duration Length(int stage, const std::vector<PipelinePass>& passes, size_t index,
+                          bool last_of_chunk, Duration previous_end, Duration start,
+                          Duration nominal) = 0;
+};
+
+Result<PipelineTimes> RunPipeline(const PipelineInputs& in, PassTimer* timer);
 
 }  // namespace
 
@@ -186,7 +205,13 @@ PipelineInputs PipelineInputs::FromCosts(const StageCostTable& costs, PipelineSc
   return in;
 }
 
-Result<PipelineTimes> EstimatePipeline(const PipelineInputs& in) {
+Result<PipelineTimes> EstimatePipeline(const PipelineInputs& inputs) {
+  return RunPipeline(inputs, nullptr);
+}
+
+namespace {
+
+Result<PipelineTimes> RunPipeline(const PipelineInputs& in, PassTimer* timer) {
   const int p = in.pp;
   const int v = in.vpp;
   const int m = in.micro_batches;
@@ -223,6 +248,7 @@ Result<PipelineTimes> EstimatePipeline(const PipelineInputs& in) {
 
   struct Lane {
     std::vector<PipelinePass> passes;
+    std::vector<size_t> last_backward;  // by chunk: its last backward's index in passes
     size_t next = 0;
     Duration free;       // compute stream
     Duration send_free;  // pipeline-send stream
@@ -231,7 +257,14 @@ Result<PipelineTimes> EstimatePipeline(const PipelineInputs& in) {
   PipelineTimes out;
   out.stages.resize(static_cast<size_t>(p));
   for (int s = 0; s < p; ++s) {
-    lanes[static_cast<size_t>(s)].passes = StageSchedule(in.schedule, p, s, m, v);
+    Lane& lane = lanes[static_cast<size_t>(s)];
+    lane.passes = StageSchedule(in.schedule, p, s, m, v);
+    lane.last_backward.assign(static_cast<size_t>(v), 0);
+    for (size_t k = 0; k < lane.passes.size(); ++k) {
+      if (lane.passes[k].backward) {
+        lane.last_backward[static_cast<size_t>(lane.passes[k].chunk)] = k;
+      }
+    }
     out.stages[static_cast<size_t>(s)].last_backward_start.assign(static_cast<size_t>(v),
                                                                    Duration::Zero());
   }
@@ -266,11 +299,17 @@ Result<PipelineTimes> EstimatePipeline(const PipelineInputs& in) {
           times.bubble += arrival - lane.free - exposed;
           start = arrival;
         }
-        const Duration length = pass.backward ? in.backward[chunk] : in.forward[chunk];
+        Duration length = pass.backward ? in.backward[chunk] : in.forward[chunk];
+        const bool last_of_chunk =
+            pass.backward && lane.next == lane.last_backward[static_cast<size_t>(pass.chunk)];
+        if (timer != nullptr) {
+          length =
+              timer->Length(s, lane.passes, lane.next, last_of_chunk, lane.free, start, length);
+        }
         const Duration end = start + length;
         times.busy += length;
         lane.free = end;
-        if (pass.backward && pass.micro_batch == m - 1) {
+        if (last_of_chunk) {
           times.last_backward_start[static_cast<size_t>(pass.chunk)] = start;
         }
         if (!pass.backward && vs + 1 < virtual_stages) {
@@ -302,6 +341,8 @@ Result<PipelineTimes> EstimatePipeline(const PipelineInputs& in) {
   }
   return out;
 }
+
+}  // namespace
 
 AnalyticalModel::AnalyticalModel(topology::ClusterSpec cluster,
                                  std::vector<costmodel::ComputeModel> compute,
@@ -353,16 +394,232 @@ const costmodel::ComputeModel* AnalyticalModel::compute(topology::Precision prec
   return nullptr;
 }
 
+namespace {
+
+// The TP part of a pass's path collectives.
+Duration TensorParallelComm(const std::vector<PathCollective>& calls) {
+  Duration total;
+  for (const PathCollective& c : calls) {
+    if (c.dim == ParallelDim::kTp) total += c.uncontended;
+  }
+  return total;
+}
+
+// One layer's pass from its first compute task until the next layer may
+// start: compute (recompute included), then the path collectives; with
+// tp_comm_overlap the TP collectives run on their own stream beside the
+// compute and the other collectives after it, the next layer waiting for
+// both: max(compute + others, TP).
+Duration LayerPassLength(const LayerCost& l, bool backward, bool tp_overlap) {
+  const Duration compute = backward ? l.recompute + l.backward : l.forward;
+  const Duration comm = backward ? l.BackwardComm() : l.ForwardComm();
+  if (!tp_overlap) return compute + comm;
+  const Duration tp = TensorParallelComm(backward ? l.backward_comm : l.forward_comm);
+  return std::max(compute + (comm - tp), tp);
+}
+
+// One gradient bucket of a chunk (step 3 of the header): reduced when the
+// backward compute of chunk.layers[layer] ends in the chunk's last backward.
+struct BucketPlan {
+  int layer = 0;
+  Duration reduce;  // all-reduce, or reduce-scatter with ZeRO-1/2
+  Duration gather;  // ZeRO-1/2: the parameters' all-gather after the optimizer
+};
+
+// What one layer of a chunk does on the data-parallel stream.
+struct LayerDp {
+  bool zero3 = false;      // gathers its parameters (ZeRO-3 over dp·cp > 1)
+  Duration gather;         // ZeRO-3: before each of its passes
+  Duration reduce_scatter; // ZeRO-3: after each of its backward passes
+  int bucket = -1;         // the bucket its last backward closes, or -1
+};
+
+// The data-parallel stream of one stage of replica 0, run by the
+// recurrence (PassTimer) as the training graph orders it
+// (sim/training_graph.cc BuildStage): one task at a time in the order the
+// graph creates them — per layer pass, the ZeRO-3 gather of the next
+// ZeRO-3 layer pass (ready when the lane's previous compute-stream task
+// ends; the first two at once), then after the layer's backward compute
+// its ZeRO-3 reduce-scatter or the bucket it closes in the chunk's last
+// backward — and the overlap slowdown of compute tasks that start while
+// one runs.
+struct StageStream {
+  std::vector<std::vector<BucketPlan>> buckets;  // by chunk, in backward order
+  std::vector<std::vector<LayerDp>> layers;       // by chunk, by layer
+  std::vector<bool> chunk_zero3;                  // by chunk: some layer is ZeRO-3
+  bool zero3 = false;                             // some chunk is
+  int64_t zero3_passes = 0;                       // ZeRO-3 layer passes in the iteration
+  // Filled by the recurrence.
+  std::vector<std::pair<Duration, Duration>> runs;  // [start, end) of the tasks, in order
+  std::vector<Duration> gathers;                    // ZeRO-1/2 buckets' gathers, in order
+  Duration free;                                    // when the last task ends
+  Duration last_reduce_start;                       // of the last reduction
+  Duration gradient_reduction;                      // Σ reductions (ZeRO-3's included)
+  Duration gather_wait;                             // compute idle on ZeRO-3 gathers
+  Duration slowed_compute;                          // what the slowdown added, forward/backward
+  Duration slowed_recompute;                        // and recompute
+  int64_t zero3_next = 0;                           // the next ZeRO-3 layer pass
+  int64_t gathers_issued = 0;
+  Duration gather_end[4];                           // by ZeRO-3 layer pass k, at k mod 4
+
+  // Whether a task runs at `t`.
+  bool Busy(Duration t) const {
+    for (auto it = runs.rbegin(); it != runs.rend(); ++it) {
+      if (t >= it->second) return false;
+      if (t >= it->first) return true;
+    }
+    return false;
+  }
+  // Appends a task ready at `ready` lasting `length`; returns its start.
+  Duration Issue(Duration ready, Duration length) {
+    const Duration begin = std::max(ready, free);
+    free = begin + length;
+    if (length > Duration::Zero()) runs.emplace_back(begin, free);
+    return begin;
+  }
+};
+
+class DataParallelStreams final : public PassTimer {
+ public:
+  DataParallelStreams(const StageCostTable* costs, double slowdown, bool tp_overlap,
+                      std::vector<StageStream>* stages)
+      : costs_(costs), slowdown_(slowdown), tp_overlap_(tp_overlap), stages_(stages) {}
+
+  Duration Length(int stage, const std::vector<PipelinePass>& passes, size_t index,
+                  bool last_of_chunk, Duration previous_end, Duration start,
+                  Duration nominal) override {
+    StageStream& st = (*stages_)[static_cast<size_t>(stage)];
+    const PipelinePass& pass = passes[index];
+    const auto c = static_cast<size_t>(pass.chunk);
+    const bool reduce = last_of_chunk && !st.buckets[c].empty();
+    const bool slowed = slowdown_ > 0 && start < st.free;
+    if (!reduce && !slowed && !st.zero3) return nominal;
+    // Walk the pass task by task as the replay runs it.
+    const ChunkCost& chunk = costs_->chunk(stage, pass.chunk);
+    const std::vector<LayerDp>& dp = st.layers[c];
+    Duration t = start;
+    Duration last_task_end = previous_end;  // the lane's last compute-stream task
+    const auto run = [&](Duration cost, Duration* slowed_sum) {
+      if (slowdown_ > 0 && st.Busy(t)) {
+        const Duration longer = cost * (1.0 + slowdown_);
+        *slowed_sum += longer - cost;
+        cost = longer;
+      }
+      t += cost;
+    };
+    const int n = static_cast<int>(chunk.layers.size());
+    for (int j = 0; j < n; ++j) {
+      const size_t l = static_cast<size_t>(pass.backward ? n - 1 - j : j);
+      const LayerCost& layer = chunk.layers[l];
+      if (dp[l].zero3) {
+        // Gathers: the first two up front, then the next one when this
+        // layer pass could start; the pass waits for its own.
+        const int64_t k = st.zero3_next++;
+        while (st.gathers_issued < std::min(k + 1, st.zero3_passes)) {
+          IssueGather(st, Duration::Zero(), NextZero3(st, passes, index, j, true));
+        }
+        if (k + 1 < st.zero3_passes) {
+          IssueGather(st, k == 0 ? Duration::Zero() : last_task_end,
+                      NextZero3(st, passes, index, j, false));
+        }
+        const Duration ready = st.gather_end[k % 4];
+        if (ready > t) {
+          st.gather_wait += ready - t;
+          t = ready;
+        }
+      }
+      const Duration began = t;
+      if (pass.backward) {
+        run(layer.recompute, &st.slowed_recompute);
+        run(layer.backward, &st.slowed_compute);
+      } else {
+        run(layer.forward, &st.slowed_compute);
+      }
+      const Duration computed = t;
+      const Duration comm = pass.backward ? layer.BackwardComm() : layer.ForwardComm();
+      if (tp_overlap_) {
+        const Duration tp =
+            TensorParallelComm(pass.backward ? layer.backward_comm : layer.forward_comm);
+        t = std::max(t + (comm - tp), began + tp);
+      } else {
+        t += comm;
+      }
+      last_task_end = t;
+      if (!pass.backward) continue;
+      if (dp[l].zero3) {
+        st.last_reduce_start = st.Issue(computed, dp[l].reduce_scatter);
+        st.gradient_reduction += dp[l].reduce_scatter;
+      } else if (reduce && dp[l].bucket >= 0) {
+        const BucketPlan& b = st.buckets[c][static_cast<size_t>(dp[l].bucket)];
+        st.last_reduce_start = st.Issue(computed, b.reduce);
+        st.gradient_reduction += b.reduce;
+        if (b.gather > Duration::Zero()) st.gathers.push_back(b.gather);
+      }
+    }
+    return t - start;
+  }
+
+ private:
+  // The gather of ZeRO-3 layer pass st.gathers_issued, ready at `ready`.
+  void IssueGather(StageStream& st, Duration ready, Duration length) {
+    const Duration begin = st.Issue(ready, length);
+    st.gather_end[st.gathers_issued % 4] = begin + length;
+    ++st.gathers_issued;
+  }
+
+  // The gather time of the ZeRO-3 layer pass after the j-th layer pass of
+  // passes[index] (`self`: of that layer pass itself), in program order.
+  Duration NextZero3(const StageStream& st, const std::vector<PipelinePass>& passes,
+                     size_t index, int j, bool self) const {
+    for (size_t q = index; q < passes.size(); ++q) {
+      const auto c = static_cast<size_t>(passes[q].chunk);
+      if (!st.chunk_zero3[c]) continue;
+      const std::vector<LayerDp>& dp = st.layers[c];
+      const int n = static_cast<int>(dp.size());
+      for (int i = q == index ? (self ? j : j + 1) : 0; i < n; ++i) {
+        const size_t l = static_cast<size_t>(passes[q].backward ? n - 1 - i : i);
+        if (dp[l].zero3) return dp[l].gather;
+      }
+    }
+    return Duration::Zero();
+  }
+
+  const StageCostTable* costs_;
+  double slowdown_;
+  bool tp_overlap_;
+  std::vector<StageStream>* stages_;
+};
+
+}  // namespace
+
 Result<AnalyticalEstimate> AnalyticalModel::Estimate(const workload::ModelSpec& model,
                                                      const workload::Plan& plan,
-                                                     const TrainingGraphOptions& options) const {
+                                                     const AnalyticalOptions& options) const {
   ORRERY_RETURN_IF_ERROR(workload::ValidatePlan(plan, model, cluster_));
+  return EstimateValidated(model, plan, options);
+}
+
+Result<AnalyticalEstimate> AnalyticalModel::Estimate(const workload::ModelSpec& model,
+                                                     const workload::Plan& plan,
+                                                     const TrainingGraphOptions& graph) const {
+  AnalyticalOptions options;
+  options.graph = graph;
+  return Estimate(model, plan, options);
+}
+
+Result<AnalyticalEstimate> AnalyticalModel::EstimateValidated(
+    const workload::ModelSpec& model, const workload::Plan& plan,
+    const TrainingGraphOptions& graph) const {
+  AnalyticalOptions options;
+  options.graph = graph;
   return EstimateValidated(model, plan, options);
 }
 
 Result<AnalyticalEstimate> AnalyticalModel::EstimateValidated(
     const workload::ModelSpec& model, const workload::Plan& plan,
-    const TrainingGraphOptions& options) const {
+    const AnalyticalOptions& analytical) const {
+  const TrainingGraphOptions& options = analytical.graph;
+  const double slowdown = analytical.overlap_slowdown;
   const costmodel::ComputeModel* compute_model = compute(plan.precision);
   if (compute_model == nullptr) {
     return InvalidArgumentError("plan.precision: no compute model for " +
@@ -373,6 +630,10 @@ Result<AnalyticalEstimate> AnalyticalModel::EstimateValidated(
       options.bucket_parameters < 0) {
     return InvalidArgumentError("training options: bytes per parameter and bucket size must be "
                                 ">= 0");
+  }
+  if (!(slowdown >= 0.0) || !std::isfinite(slowdown)) {
+    return InvalidArgumentError("analytical options: overlap_slowdown must be a finite fraction "
+                                ">= 0, got " + std::to_string(slowdown));
   }
   const int p = plan.pp;
   const int m = plan.NumMicroBatches();
@@ -385,7 +646,7 @@ Result<AnalyticalEstimate> AnalyticalModel::EstimateValidated(
 
   // Replica 0: the pp group holding rank 0; each stage's lane is the tp
   // group of its first layer holding that stage's rank.
-  GroupCache groups(&plan);
+  RankGrid groups(&plan);
   const std::vector<int> pipeline = groups.Holding(0, ParallelDim::kPp, 0);
   ORRERY_CHECK(static_cast<int>(pipeline.size()) == p);
   std::vector<std::vector<int>> lanes(static_cast<size_t>(p));
@@ -413,7 +674,7 @@ Result<AnalyticalEstimate> AnalyticalModel::EstimateValidated(
       }
     }
   }
-  GroupTimer timer(&collectives_, devices_per_node);
+  GroupTimer timer(&collectives_, devices_per_node, analytical.free_communication);
   PlanPathTimer path_timer(std::move(stage_of_layer), pipeline, &groups, &timer);
   ORRERY_ASSIGN_OR_RETURN(StageCostTable costs,
                           BuildStageCosts(model, plan, *compute_model, &path_timer, options.stage));
@@ -423,10 +684,19 @@ Result<AnalyticalEstimate> AnalyticalModel::EstimateValidated(
   estimate.micro_batches = m;
   estimate.p2p_bytes = costs.p2p_bytes;
   PipelineInputs inputs = PipelineInputs::FromCosts(costs, plan.schedule, m);
+  if (options.tp_comm_overlap) {
+    for (size_t k = 0; k < costs.chunks.size(); ++k) {
+      inputs.forward[k] = inputs.backward[k] = Duration::Zero();
+      for (const LayerCost& l : costs.chunks[k].layers) {
+        inputs.forward[k] += LayerPassLength(l, false, true);
+        inputs.backward[k] += LayerPassLength(l, true, true);
+      }
+    }
+  }
 
   // Pipeline transfers between consecutive virtual stages (stage p − 1 to
   // stage 0 between chunks when interleaved).
-  {
+  if (!analytical.free_communication) {
     std::map<std::pair<int, int>, Duration> by_pair;
     const auto time = [&](int from, int to) {
       const auto key = std::make_pair(from, to);
@@ -446,71 +716,92 @@ Result<AnalyticalEstimate> AnalyticalModel::EstimateValidated(
     if (p > 1) estimate.p2p_transfer = inputs.activation_transfer.front();
   }
 
-  // Per stage: the data-parallel group, ZeRO and its costs.
+  // Per stage: the data-parallel group, its buckets and ZeRO-3's waits.
   const int parameter_bytes = options.memory.parameter_bytes.value_or(
       plan.precision == topology::Precision::kFp32 || plan.precision == topology::Precision::kTf32
           ? 4
           : 2);
   const Bandwidth optimizer_bandwidth = cluster_.PrimaryNodeType().device.memory_bandwidth *
                                         compute_model->options().bandwidth_efficiency;
-  struct StageDp {
-    std::vector<int> group;
-    int replicas = 1;
-    int zero = 0;
-    int64_t bucket = 0;
-    Duration zero3_exposed;  // per micro-batch, ZeRO-3's gather waits
-    Duration zero3_last_reduce;
-    Duration zero3_reduce;  // per micro-batch, Σ reduce-scatters
+  std::vector<std::vector<int>> dp_group(static_cast<size_t>(p));
+  std::vector<StageStream> streams(static_cast<size_t>(p));
+  const auto zero_of = [&](const LayerCost& l) {
+    return plan.layers[static_cast<size_t>(l.plan_layer)].zero_stage;
   };
-  std::vector<StageDp> dp(static_cast<size_t>(p));
   for (int s = 0; s < p; ++s) {
-    StageDp& d = dp[static_cast<size_t>(s)];
+    StageStream& stream = streams[static_cast<size_t>(s)];
     const LayerStrategy& st = plan.layers[static_cast<size_t>(anchor_of(s))];
-    d.replicas = st.dp * st.cp;
-    d.zero = st.zero_stage;
-    d.group = groups.DataParallel(anchor_of(s), pipeline[static_cast<size_t>(s)]);
-    d.bucket = options.bucket_parameters > 0
-                   ? options.bucket_parameters
-                   : std::max<int64_t>(40'000'000, int64_t{1'000'000} * d.replicas);
-    if (d.zero < 3) continue;
-    // ZeRO-3: each pass's layers wait for their gathers (see the header).
+    const int replicas = st.dp * st.cp;
+    const std::vector<int>& group = dp_group[static_cast<size_t>(s)] =
+        groups.DataParallel(anchor_of(s), pipeline[static_cast<size_t>(s)]);
+    const int64_t bucket_parameters =
+        options.bucket_parameters > 0 ? options.bucket_parameters
+                                      : std::max<int64_t>(40'000'000, int64_t{1'000'000} * replicas);
+    stream.buckets.resize(static_cast<size_t>(vpp));
+    stream.layers.resize(static_cast<size_t>(vpp));
+    stream.chunk_zero3.assign(static_cast<size_t>(vpp), false);
     for (int c = 0; c < vpp; ++c) {
       const ChunkCost& chunk = costs.chunk(s, c);
       const int n = static_cast<int>(chunk.layers.size());
-      std::vector<Duration> gather(static_cast<size_t>(n)), reduce(static_cast<size_t>(n));
+      std::vector<LayerDp>& dp = stream.layers[static_cast<size_t>(c)];
+      dp.assign(static_cast<size_t>(n), LayerDp{});
+      if (replicas <= 1) continue;
       for (int l = 0; l < n; ++l) {
         const LayerCost& layer = chunk.layers[static_cast<size_t>(l)];
-        ORRERY_ASSIGN_OR_RETURN(gather[static_cast<size_t>(l)],
-                                timer.Time(CollectiveOp::kAllGather,
-                                           Bytes(layer.parameters * parameter_bytes), d.group));
+        LayerDp& d = dp[static_cast<size_t>(l)];
+        d.zero3 = zero_of(layer) == 3;
+        if (!d.zero3) continue;
+        stream.chunk_zero3[static_cast<size_t>(c)] = true;
+        stream.zero3 = true;
+        stream.zero3_passes += 2 * int64_t{m};
         ORRERY_ASSIGN_OR_RETURN(
-            reduce[static_cast<size_t>(l)],
+            d.gather,
+            timer.Time(CollectiveOp::kAllGather, Bytes(layer.parameters * parameter_bytes), group));
+        ORRERY_ASSIGN_OR_RETURN(
+            d.reduce_scatter,
             timer.Time(CollectiveOp::kReduceScatter,
-                       Bytes(layer.parameters * options.gradient_bytes_per_parameter), d.group));
-        d.zero3_reduce += reduce[static_cast<size_t>(l)];
+                       Bytes(layer.parameters * options.gradient_bytes_per_parameter), group));
       }
-      Duration forward_extra, backward_extra;
-      for (int l = 0; l < n; ++l) {
-        const LayerCost& layer = chunk.layers[static_cast<size_t>(l)];
-        const Duration f = layer.forward + layer.ForwardComm();
-        const Duration next_f = gather[static_cast<size_t>(l + 1 < n ? l + 1 : 0)];
-        forward_extra += std::max(f, next_f) - f;
-        const Duration b = layer.recompute + layer.backward + layer.BackwardComm();
-        Duration dp_work = gather[static_cast<size_t>(l > 0 ? l - 1 : n - 1)];
-        if (l + 1 < n) dp_work += reduce[static_cast<size_t>(l + 1)];
-        backward_extra += std::max(b, dp_work) - b;
+      // Buckets in backward order (sim/training_graph.cc's PlanChunk): a
+      // bucket closes once it holds bucket_parameters, at the last layer
+      // without ZeRO-3, or before a layer whose ZeRO stage asks for
+      // another collective.
+      int64_t filled = 0;
+      for (int i = n - 1; i >= 0; --i) {
+        if (dp[static_cast<size_t>(i)].zero3) continue;
+        const LayerCost& layer = chunk.layers[static_cast<size_t>(i)];
+        const int zero = zero_of(layer);
+        filled += layer.parameters;
+        int next = i - 1;
+        while (next >= 0 && dp[static_cast<size_t>(next)].zero3) --next;
+        const bool close =
+            filled >= bucket_parameters || next < 0 ||
+            (zero_of(chunk.layers[static_cast<size_t>(next)]) >= 1) != (zero >= 1);
+        if (!close) continue;
+        BucketPlan bucket;
+        bucket.layer = i;
+        ORRERY_ASSIGN_OR_RETURN(
+            bucket.reduce,
+            timer.Time(zero >= 1 ? CollectiveOp::kReduceScatter : CollectiveOp::kAllReduce,
+                       Bytes(filled * options.gradient_bytes_per_parameter), group));
+        if (zero >= 1) {
+          ORRERY_ASSIGN_OR_RETURN(
+              bucket.gather,
+              timer.Time(CollectiveOp::kAllGather, Bytes(filled * parameter_bytes), group));
+        }
+        dp[static_cast<size_t>(i)].bucket =
+            static_cast<int>(stream.buckets[static_cast<size_t>(c)].size());
+        stream.buckets[static_cast<size_t>(c)].push_back(bucket);
+        filled = 0;
       }
-      inputs.forward[static_cast<size_t>(s * vpp + c)] += forward_extra;
-      inputs.backward[static_cast<size_t>(s * vpp + c)] += backward_extra;
-      d.zero3_exposed += forward_extra + backward_extra;
-      if (c == 0 && n > 0) d.zero3_last_reduce = reduce[0];
     }
   }
 
-  ORRERY_ASSIGN_OR_RETURN(const PipelineTimes pipe, EstimatePipeline(inputs));
+  DataParallelStreams dp_streams(&costs, slowdown, options.tp_comm_overlap, &streams);
+  ORRERY_ASSIGN_OR_RETURN(const PipelineTimes pipe, RunPipeline(inputs, &dp_streams));
 
   for (int s = 0; s < p; ++s) {
-    const StageDp& d = dp[static_cast<size_t>(s)];
+    const StageStream& stream = streams[static_cast<size_t>(s)];
     const PipelineStageTimes& pt = pipe.stages[static_cast<size_t>(s)];
     AnalyticalStage stage;
     stage.stage = s;
@@ -526,80 +817,39 @@ Result<AnalyticalEstimate> AnalyticalModel::EstimateValidated(
         held += st.zero_stage >= 1 ? layer.parameters / (st.dp * st.cp) : layer.parameters;
         stage.compute += (layer.forward + layer.backward) * m;
         stage.recompute += layer.recompute * m;
-        stage.comm_in_path += (layer.ForwardComm() + layer.BackwardComm()) * m;
       }
     }
+    // The overlap slowdown, as run; the rest of the passes' time is their
+    // path collectives (what the compute does not hide of them with
+    // tp_comm_overlap) and the waits for ZeRO-3's gathers.
+    stage.compute += stream.slowed_compute;
+    stage.recompute += stream.slowed_recompute;
     stage.busy = pt.busy;
+    stage.comm_in_path = pt.busy - stage.compute - stage.recompute - stream.gather_wait;
     stage.p2p_exposed = pt.p2p_exposed;
     stage.pipeline_end = pt.end;
-    stage.exposed_comm = stage.comm_in_path + pt.p2p_exposed + d.zero3_exposed * m;
+    stage.exposed_comm = stage.comm_in_path + pt.p2p_exposed + stream.gather_wait;
     stage.bubble = pt.bubble;
 
-    // Gradient reduction: ZeRO-3's last reduce-scatter, or the buckets.
-    Duration reduced = pt.end;  // when the last reduction ends
-    Duration last_start = pt.end;
-    std::vector<Bytes> bucket_params;
-    if (d.zero == 3) {
-      stage.gradient_reduction = d.zero3_reduce * m;
-      stage.buckets = 0;
-      last_start = pt.end;
-      reduced = pt.end + d.zero3_last_reduce;
-    } else if (d.replicas > 1) {
-      struct Ready {
-        Duration at;
-        int64_t parameters;
-      };
-      std::vector<Ready> ready;
-      for (int c = 0; c < vpp; ++c) {
-        const ChunkCost& chunk = costs.chunk(s, c);
-        const std::vector<std::pair<int, int64_t>> buckets = Buckets(chunk, d.bucket);
-        // Backward compute ends of the chunk's layers in its last pass.
-        std::vector<Duration> end_of(chunk.layers.size());
-        Duration t = pt.last_backward_start[static_cast<size_t>(c)];
-        for (int l = static_cast<int>(chunk.layers.size()) - 1; l >= 0; --l) {
-          const LayerCost& layer = chunk.layers[static_cast<size_t>(l)];
-          t += layer.recompute + layer.backward;
-          end_of[static_cast<size_t>(l)] = t;
-          t += layer.BackwardComm();
-        }
-        for (const auto& [layer, params] : buckets) {
-          ready.push_back({end_of[static_cast<size_t>(layer)], params});
-        }
-      }
-      std::stable_sort(ready.begin(), ready.end(),
-                       [](const Ready& a, const Ready& b) { return a.at < b.at; });
-      const CollectiveOp op = d.zero >= 1 ? CollectiveOp::kReduceScatter : CollectiveOp::kAllReduce;
-      Duration free = Duration::Zero();
-      for (const Ready& r : ready) {
-        ORRERY_ASSIGN_OR_RETURN(
-            const Duration time,
-            timer.Time(op, Bytes(r.parameters * options.gradient_bytes_per_parameter), d.group));
-        const Duration start = std::max(r.at, free);
-        free = start + time;
-        last_start = start;
-        stage.gradient_reduction += time;
-        bucket_params.push_back(Bytes(r.parameters * parameter_bytes));
-      }
-      stage.buckets = static_cast<int>(ready.size());
-      reduced = std::max(free, pt.end);
-      if (ready.empty()) last_start = pt.end;
+    // The optimizer step waits for the last reduction on the dp stream.
+    stage.gradient_reduction = stream.gradient_reduction;
+    for (const std::vector<BucketPlan>& b : stream.buckets) {
+      stage.buckets += static_cast<int>(b.size());
     }
+    const Duration reduced = std::max(stream.free, pt.end);
     stage.exposed_dp = reduced - pt.end;
     // sim/replay.h charges the wait to exposed communication from the
     // later of the idle start and the last reduction's start.
-    const Duration waited_from = std::min(std::max(last_start, pt.end), reduced);
+    const Duration waited_from = std::min(std::max(stream.last_reduce_start, pt.end), reduced);
     stage.exposed_comm += reduced - waited_from;
     stage.bubble += waited_from - pt.end;
 
     stage.optimizer = Bytes(held * options.optimizer_bytes_per_parameter) / optimizer_bandwidth;
     stage.compute += stage.optimizer;
-    if (d.zero >= 1 && d.zero <= 2) {
-      for (const Bytes size : bucket_params) {
-        ORRERY_ASSIGN_OR_RETURN(const Duration time,
-                                timer.Time(CollectiveOp::kAllGather, size, d.group));
-        stage.param_gather += time;
-      }
-    }
+    for (const Duration g : stream.gathers) stage.param_gather += g;
+    // The parameter gathers after the optimizer step count as exposed
+    // communication (sim/replay.h).
+    stage.exposed_comm += stage.param_gather;
     stage.end = reduced + stage.optimizer + stage.param_gather;
     estimate.stages.push_back(stage);
   }
@@ -611,8 +861,8 @@ Result<AnalyticalEstimate> AnalyticalModel::EstimateValidated(
     }
   }
   for (AnalyticalStage& stage : estimate.stages) {
-    // The compute stream idles from its optimizer step to the iteration's end.
-    stage.bubble += estimate.iteration_time - (stage.end - stage.param_gather);
+    // The lane idles from its last task to the iteration's end.
+    stage.bubble += estimate.iteration_time - stage.end;
   }
   const AnalyticalStage& bottleneck =
       estimate.stages[static_cast<size_t>(estimate.bottleneck_stage)];
@@ -629,10 +879,12 @@ Result<AnalyticalEstimate> AnalyticalModel::EstimateValidated(
     estimate.tokens_per_s = estimate.samples_per_s * static_cast<double>(plan.sequence_length);
   }
 
-  ORRERY_ASSIGN_OR_RETURN(const costmodel::MemoryEstimate memory,
-                          costmodel::EstimateMemory(model, plan, cluster_, options.memory));
-  estimate.peak_memory = memory.Peak().Total();
-  estimate.fits = memory.Fits();
+  costmodel::MemoryOptions memory = options.memory;
+  memory.flash_attention = options.stage.flash_attention;
+  ORRERY_ASSIGN_OR_RETURN(const costmodel::MemoryEstimate estimated,
+                          costmodel::EstimateMemory(model, plan, cluster_, memory));
+  estimate.peak_memory = estimated.Peak().Total();
+  estimate.fits = estimated.Fits();
   return estimate;
 }
 

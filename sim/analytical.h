@@ -20,7 +20,9 @@
 //      the simulator's own StageSchedule): a pass starts at
 //          max(end of the stage's previous pass, arrival of its input)
 //      and lasts the chunk's Forward() or Backward() (compute, recompute
-//      and the collectives in its path). The forward of virtual stage
+//      and the collectives in its path; with tp_comm_overlap each layer
+//      takes max(compute + its CP/EP collectives, its TP collectives), the
+//      TP ones on the training graph's tensor-parallel stream). The forward of virtual stage
 //      v > 0 waits for the activations of v − 1, the backward of
 //      v < p·vpp − 1 for the gradient of v + 1; a transfer leaves when the
 //      sender's pass ends and its pipeline-send stream is free (sends of one
@@ -52,18 +54,27 @@
 //        GPipe:  T = (m + p − 1)·(F + B) + 2(p − 1)·t,
 //      both checked against the recurrence in the tests.
 //
-//   3. Data-parallel gradient reduction (without ZeRO-3): each chunk's
-//      parameters cut, in backward order, into buckets of at least
+//   3. Data-parallel gradient reduction (layers without ZeRO-3): each
+//      chunk's parameters cut, in backward order, into buckets of at least
 //      bucket_parameters (0: max(40·10⁶, 10⁶·dp·cp), Megatron-LM's DDP
 //      default with the context-parallel ranks counted in its data-parallel
-//      world); bucket k is ready when the backward compute of its last layer
-//      ends in the chunk's last-micro-batch backward (the recurrence gives
-//      that pass's start, the layers' costs its inner times); reductions
-//      run one at a time on the dp stream in that order:
+//      world), a bucket also closing before a layer that reduces with
+//      another collective (ZeRO 0 vs 1/2) — sim/training_graph.h's buckets.
+//      In the last backward of each chunk the recurrence walks the pass
+//      layer by layer: bucket k is ready when the backward compute of its
+//      last layer ends, and reductions run one at a time on the dp stream
+//      in that order:
 //          start_k = max(ready_k, end_{k−1}),  end_k = start_k + T_k,
 //      T_k the all-reduce (reduce-scatter with ZeRO-1/2) of the bucket's
 //      parameters × gradient_bytes_per_parameter on the stage's dp × cp
 //      group. exposed_dp = max(0, last end − the stage's last backward end).
+//      Overlap slowdown σ (AnalyticalOptions::overlap_slowdown, as
+//      sim/replay.h): a compute task (recompute, forward, backward) that
+//      starts while a reduction runs, start_k <= t < end_k, lasts (1 + σ)
+//      times its cost; the recurrence walks layer by layer every pass that
+//      starts before the stage's dp stream is idle (the last backward of a
+//      chunk and, interleaved, the passes after it), so this is the replay's
+//      rule, exact where nothing contends.
 //
 //   4. Optimizer step: parameters held (÷ dp·cp with ZeRO ≥ 1) ×
 //      optimizer_bytes_per_parameter at memory bandwidth × the compute
@@ -72,13 +83,14 @@
 //      bucket by bucket (parameter bytes each: MemoryOptions::parameter_bytes,
 //      else 4 for fp32/tf32 plans and 2 otherwise): param_gather = Σ T_k.
 //
-//   5. ZeRO-3 (an approximation of the simulator's prefetch chain): every
-//      layer pass waits for its parameter all-gather, issued when the
-//      previous layer's pass starts, and the backward reduce-scatters each
-//      layer's gradients; the dp stream carries, during layer l's pass, the
-//      next layer's gather (and in the backward the previous layer's
-//      reduce-scatter), so a pass takes Σ_l max(c_l, d_l) instead of Σ c_l;
-//      the last reduce-scatter is exposed after the last backward.
+//   5. ZeRO-3, on the same dp stream and in the training graph's order:
+//      the gather of ZeRO-3 layer pass k + 1 (in program order, across
+//      passes) is issued when the lane's task before layer pass k ends
+//      (the first two at once); layer pass k's first compute task waits
+//      for gather k; after each backward compute the layer's gradients are
+//      reduce-scattered. Every pass of such a stage is walked layer by
+//      layer, so the waits, the slowdown and the last reduce-scatter after
+//      the last backward are the replay's where nothing contends.
 //
 //   6. iteration_time = max over stages of the stage's end (its last
 //      parameter gather, or its optimizer step); the stage that ends last
@@ -88,13 +100,20 @@
 //      Per stage, the simulator's accounting (sim/replay.h LaneTimes):
 //          compute + recompute + exposed_comm + bubble == iteration_time.
 //
-//   7. Memory: costmodel::EstimateMemory (peak over stages, fits).
+//   7. Memory: costmodel::EstimateMemory (peak over stages, fits), its
+//      flash_attention taken from options.graph.stage as the training
+//      graph does.
+//
+// With free communication (AnalyticalOptions::free_communication, as
+// IterationOptions::free_communication) every collective and transfer
+// takes zero time; the estimate is then the recurrence of the compute
+// alone and agrees with the simulation exactly (tests).
 //
 // Not modelled: contention between concurrent traffic (pipeline transfers
-// of other replicas, DP reductions with transfers), the overlap slowdown
-// of compute during DP communication (ReplayOptions::overlap_slowdown, 0
-// until calibrated), layers of differing tp within a stage beyond their
-// own costs.
+// of other replicas, DP reductions with transfers, a lane's several rings
+// in one coflow sharing a link), layers of differing tp within a stage
+// beyond their own costs. experiments/analytical-gap/ measures the gap
+// where traffic contends.
 //
 // Thread-safety: an AnalyticalModel is immutable after Create; Estimate is
 // const and may be called from many threads at once.
@@ -110,6 +129,7 @@
 #include "core/units.h"
 #include "costmodel/collective.h"
 #include "costmodel/compute.h"
+#include "sim/iteration.h"
 #include "sim/stage_costs.h"
 #include "sim/training_graph.h"
 #include "topology/cluster_spec.h"
@@ -160,14 +180,16 @@ struct AnalyticalStage {
   int stage = 0;
   int first_rank = 0;      // the stage's first rank in replica 0
   int64_t parameters = 0;  // held by one rank before ZeRO, all chunks
-  Duration forward;        // per micro-batch, Σ chunks, path collectives included
-  Duration backward;       // per micro-batch, Σ chunks, recompute and collectives included
+  // Per micro-batch, Σ chunks, path collectives included (not ZeRO-3's
+  // waits or the overlap slowdown, which depend on when a pass runs).
+  Duration forward;
+  Duration backward;       // recompute included
   // As the simulator accounts a lane (sim/replay.h LaneTimes), over
   // [0, iteration_time]: compute + recompute + exposed_comm + bubble ==
   // iteration_time.
   Duration compute;        // m·(layer forward + backward compute) + optimizer
   Duration recompute;      // m·Σ recompute
-  Duration comm_in_path;   // m·Σ path collectives (TP/SP, CP, EP)
+  Duration comm_in_path;   // path collectives (TP/SP, CP, EP) the compute does not hide
   Duration exposed_comm;   // comm_in_path + p2p_exposed + dp waits (ZeRO-3 gathers included)
   Duration bubble;         // every other idle time, up to iteration_time
   Duration busy;           // m·(forward + backward)
@@ -202,6 +224,17 @@ struct AnalyticalEstimate {
   bool fits = false;
 };
 
+struct AnalyticalOptions {
+  TrainingGraphOptions graph;
+  // As IterationOptions::free_communication: every collective and transfer
+  // costs nothing.
+  bool free_communication = false;
+  // As IterationOptions::overlap_slowdown (and its default): compute that
+  // starts while the data-parallel stream communicates lasts (1 + σ) times
+  // longer (step 3 of the header).
+  double overlap_slowdown = IterationOptions{}.overlap_slowdown;
+};
+
 class AnalyticalModel {
  public:
   // A model of `cluster` with nominal compute models for every precision
@@ -223,18 +256,27 @@ class AnalyticalModel {
   // The estimate of one iteration. FailedPrecondition when the plan does
   // not fit the model and cluster (ValidatePlan); InvalidArgument when no
   // compute model is held for the plan's precision or a cost model rejects
-  // a group; Unimplemented for layouts the simulator does not model
-  // either (tp differing within a stage).
+  // a group or the options are out of range (a negative size, σ < 0);
+  // Unimplemented for layouts the simulator does not model either (tp
+  // differing within a stage).
   Result<AnalyticalEstimate> Estimate(const workload::ModelSpec& model,
                                       const workload::Plan& plan,
-                                      const TrainingGraphOptions& options = {}) const;
+                                      const AnalyticalOptions& options) const;
+  // The same with AnalyticalOptions{.graph = graph}: the simulation's
+  // default overlap slowdown, communication timed.
+  Result<AnalyticalEstimate> Estimate(const workload::ModelSpec& model,
+                                      const workload::Plan& plan,
+                                      const TrainingGraphOptions& graph = {}) const;
   // The same without ValidatePlan, which costs more than the estimate on
   // large clusters (milliseconds at 1,024 ranks): for callers that have
   // checked the plan once (the search). REQUIRES: ValidatePlan(plan, model,
   // cluster()) is OK.
   Result<AnalyticalEstimate> EstimateValidated(const workload::ModelSpec& model,
                                                const workload::Plan& plan,
-                                               const TrainingGraphOptions& options = {}) const;
+                                               const AnalyticalOptions& options) const;
+  Result<AnalyticalEstimate> EstimateValidated(const workload::ModelSpec& model,
+                                               const workload::Plan& plan,
+                                               const TrainingGraphOptions& graph = {}) const;
 
   const topology::ClusterSpec& cluster() const { return cluster_; }
   const costmodel::CollectiveModel& collectives() const { return collectives_; }

@@ -4,8 +4,6 @@
 #include <limits>
 
 #include "core/check.h"
-#include <cstdio>
-static long g_solver_calls=0,g_vars=0,g_cons=0,g_uses=0,g_maxv=0,g_maxc=0,g_runs=0,g_lone=0,g_dirty=0;
 
 namespace orrery::sim {
 
@@ -27,12 +25,16 @@ __int128 RemainingAt(__int128 remaining, int64_t rate, int64_t updated_ps, int64
 }  // namespace
 
 FlowModel::FlowModel(Engine* engine, const Network* network, SharingSolver* solver)
-    : engine_(engine), network_(network), solver_(solver != nullptr ? solver : &default_solver_) {
+    : engine_(engine),
+      network_(network),
+      solver_(solver != nullptr ? solver : &default_solver_),
+      prune_private_links_(dynamic_cast<MaxMinSolver*>(solver_) != nullptr ||
+                           dynamic_cast<BottleneckShareSolver*>(solver_) != nullptr),
+      prune_slack_links_(dynamic_cast<MaxMinSolver*>(solver_) != nullptr) {
   ORRERY_CHECK(engine_ != nullptr && network_ != nullptr) << "flow model without engine or network";
 }
 
 FlowModel::~FlowModel() {
-  fprintf(stderr,"runs %ld dirty %ld lone %ld solver_calls %ld vars %ld cons %ld uses %ld maxv %ld maxc %ld\n",g_runs,g_dirty,g_lone,g_solver_calls,g_vars,g_cons,g_uses,g_maxv,g_maxc);
   engine_->Cancel(solve_event_);
   for (Flow& flow : flows_) engine_->Cancel(flow.event);
 }
@@ -177,6 +179,11 @@ void FlowModel::EnterTransfer(uint32_t slot) {
     LinkState& link = links_[flow.route[i]];
     flow.link_slot[i] = static_cast<uint32_t>(link.flows.size());
     link.flows.push_back(FlowOnLink{slot, static_cast<uint32_t>(i)});
+    if (flow.bound_bytes_per_s == SharingProblem::kUnbounded) {
+      ++link.unbounded_flows;
+    } else {
+      link.bounded_load += static_cast<__int128>(flow.weights[i]) * flow.bound_bytes_per_s;
+    }
     MarkDirty(flow.route[i]);
   }
 }
@@ -191,6 +198,11 @@ void FlowModel::LeaveLinks(uint32_t slot) {
     link.flows[position] = moved;
     link.flows.pop_back();
     if (moved.slot != slot) flows_[moved.slot].link_slot[moved.route_index] = position;
+    if (flow.bound_bytes_per_s == SharingProblem::kUnbounded) {
+      --link.unbounded_flows;
+    } else {
+      link.bounded_load -= static_cast<__int128>(flow.weights[i]) * flow.bound_bytes_per_s;
+    }
     flow.link_slot[i] = kNone;
     MarkDirty(link_index);
   }
@@ -242,7 +254,7 @@ uint32_t FlowModel::NextEpoch() {
 int64_t FlowModel::LoneRate(const Flow& flow) const {
   int64_t rate = flow.bound_bytes_per_s;
   for (size_t i = 0; i < flow.route.size(); ++i) {
-    const int64_t capacity = network_->link(LinkId(flow.route[i])).capacity_bytes_per_s;
+    const int64_t capacity = links_[flow.route[i]].capacity_bytes_per_s;
     rate = std::min(rate, capacity / static_cast<int64_t>(flow.weights[i]));
   }
   return rate;
@@ -251,66 +263,103 @@ int64_t FlowModel::LoneRate(const Flow& flow) const {
 void FlowModel::RunSolve() {
   ++stats_.solves;
   const uint32_t epoch = NextEpoch();
-  ++g_runs; g_dirty+=dirty_links_.size();
-  // The connected components of the dirty links, one at a time, breadth
-  // first; the link list doubles as the queue. A component of one flow is
-  // timed on the spot and set aside in lone_flows_.
+  // The connected components of the flows on the dirty links, one at a
+  // time, breadth first through the links that may bind (IsBinding); the
+  // link list doubles as the queue. A component of one flow is timed on the
+  // spot and set aside in lone_flows_.
   component_links_.clear();
   component_flows_.clear();
   lone_flows_.clear();
-  for (const uint32_t seed : dirty_links_) {
-    links_[seed].dirty = false;
-    if (links_[seed].visit_epoch == epoch) continue;
-    links_[seed].visit_epoch = epoch;
-    const size_t links_begin = component_links_.size();
-    const size_t flows_begin = component_flows_.size();
-    component_links_.push_back(seed);
-    for (size_t i = links_begin; i < component_links_.size(); ++i) {
-      const uint32_t link = component_links_[i];
-      for (const FlowOnLink& entry : links_[link].flows) {
-        Flow& flow = flows_[entry.slot];
-        if (flow.visit_epoch == epoch) continue;
-        flow.visit_epoch = epoch;
-        component_flows_.push_back(entry.slot);
-        for (const uint32_t next : flow.route) {
-          if (links_[next].visit_epoch == epoch) continue;
-          links_[next].visit_epoch = epoch;
-          component_links_.push_back(next);
+  const auto visit_flow = [&](uint32_t slot) {
+    Flow& flow = flows_[slot];
+    flow.visit_epoch = epoch;
+    component_flows_.push_back(slot);
+    for (const uint32_t next : flow.route) {
+      LinkState& state = links_[next];
+      if (state.visit_epoch == epoch || !IsBinding(state)) continue;
+      state.visit_epoch = epoch;
+      component_links_.push_back(next);
+    }
+  };
+  for (const uint32_t dirty : dirty_links_) {
+    links_[dirty].dirty = false;
+    for (const FlowOnLink& seed : links_[dirty].flows) {
+      if (flows_[seed.slot].visit_epoch == epoch) continue;
+      const size_t links_begin = component_links_.size();
+      const size_t flows_begin = component_flows_.size();
+      visit_flow(seed.slot);
+      for (size_t i = links_begin; i < component_links_.size(); ++i) {
+        for (const FlowOnLink& entry : links_[component_links_[i]].flows) {
+          if (flows_[entry.slot].visit_epoch != epoch) visit_flow(entry.slot);
         }
       }
-    }
-    if (component_flows_.size() == flows_begin + 1) {
-      const uint32_t slot = component_flows_.back();
-      flows_[slot].solved_rate = LoneRate(flows_[slot]);
-      lone_flows_.push_back(slot);
-      component_flows_.pop_back();
-      component_links_.resize(links_begin);
-    } else if (component_flows_.size() == flows_begin) {
-      component_links_.resize(links_begin);  // links left idle
+      if (component_flows_.size() == flows_begin + 1) {
+        const uint32_t slot = component_flows_.back();
+        flows_[slot].solved_rate = LoneRate(flows_[slot]);
+        lone_flows_.push_back(slot);
+        component_flows_.pop_back();
+        component_links_.resize(links_begin);
+      }
     }
   }
   dirty_links_.clear();
-  g_lone+=lone_flows_.size();
 
   if (!component_flows_.empty()) {
-    std::sort(component_links_.begin(), component_links_.end());
     std::sort(component_flows_.begin(), component_flows_.end());
-    problem_.Clear();
+    // The constraints: every link of the components, or, when the solver
+    // allows (see prune_private_links_), the links shared by two flows or
+    // more and each flow's tightest private link.
+    constraint_links_.clear();
     for (const uint32_t link : component_links_) {
-      links_[link].constraint =
-          problem_.AddConstraint(network_->link(LinkId(link)).capacity_bytes_per_s);
+      LinkState& state = links_[link];
+      if (!prune_private_links_ || state.flows.size() > 1) {
+        constraint_links_.push_back(link);
+        state.constraint = 0;
+      } else {
+        state.constraint = kNone;
+      }
+    }
+    if (prune_private_links_) {
+      for (const uint32_t slot : component_flows_) {
+        const Flow& flow = flows_[slot];
+        uint32_t best = kNone;
+        int64_t best_capacity = 0;
+        uint32_t best_weight = 1;
+        for (size_t i = 0; i < flow.route.size(); ++i) {
+          const uint32_t link = flow.route[i];
+          const LinkState& state = links_[link];
+          if (state.visit_epoch != epoch || state.flows.size() != 1) continue;
+          // C / w below the best's, exactly; ties to the lower LinkId.
+          const __int128 lhs = static_cast<__int128>(state.capacity_bytes_per_s) * best_weight;
+          const __int128 rhs = static_cast<__int128>(best_capacity) * flow.weights[i];
+          if (best == kNone || lhs < rhs || (lhs == rhs && link < best)) {
+            best = link;
+            best_capacity = state.capacity_bytes_per_s;
+            best_weight = flow.weights[i];
+          }
+        }
+        if (best != kNone) {
+          links_[best].constraint = 0;
+          constraint_links_.push_back(best);
+        }
+      }
+    }
+    std::sort(constraint_links_.begin(), constraint_links_.end());
+    problem_.Clear();
+    for (const uint32_t link : constraint_links_) {
+      links_[link].constraint = problem_.AddConstraint(links_[link].capacity_bytes_per_s);
     }
     for (const uint32_t slot : component_flows_) {
       const Flow& flow = flows_[slot];
       problem_.AddVariable(flow.bound_bytes_per_s);
       for (size_t i = 0; i < flow.route.size(); ++i) {
-        problem_.AddUse(links_[flow.route[i]].constraint, flow.weights[i]);
+        const LinkState& state = links_[flow.route[i]];
+        if (state.visit_epoch == epoch && state.constraint != kNone) {
+          problem_.AddUse(state.constraint, flow.weights[i]);
+        }
       }
     }
     rates_.resize(component_flows_.size());
-    ++g_solver_calls; g_vars+=component_flows_.size(); g_cons+=component_links_.size();
-    g_maxv=std::max<long>(g_maxv,component_flows_.size()); g_maxc=std::max<long>(g_maxc,component_links_.size());
-    for (uint32_t v=0;v<problem_.num_variables();++v) g_uses+=problem_.UsesOf(v).size();
     solver_->Solve(problem_, rates_);
     for (size_t i = 0; i < component_flows_.size(); ++i) {
       flows_[component_flows_[i]].solved_rate = rates_[i];
@@ -374,7 +423,13 @@ void FlowModel::ScheduleCompletion(uint32_t slot) {
 }
 
 void FlowModel::GrowLinks() {
-  if (links_.size() < network_->num_links()) links_.resize(network_->num_links());
+  const size_t old = links_.size();
+  if (old >= network_->num_links()) return;
+  links_.resize(network_->num_links());
+  for (size_t l = old; l < links_.size(); ++l) {
+    links_[l].capacity_bytes_per_s =
+        network_->link(LinkId(static_cast<uint32_t>(l))).capacity_bytes_per_s;
+  }
 }
 
 }  // namespace orrery::sim

@@ -209,8 +209,13 @@ class FlowModel {
   struct LinkState {
     std::vector<FlowOnLink> flows;      // flows in transfer on this link
     uint32_t visit_epoch = 0;
-    uint32_t constraint = 0;            // index in the problem being solved
+    uint32_t constraint = 0;            // index in the problem being solved, kNone: left out
     bool dirty = false;
+    int64_t capacity_bytes_per_s = 0;   // the Network link's
+    // Of the flows in transfer on the link: how many have no rate cap, and
+    // Σ weight · cap over the others.
+    uint32_t unbounded_flows = 0;
+    __int128 bounded_load = 0;
   };
 
   // Engine callbacks, one per kind of event; the payload is a flow slot.
@@ -257,6 +262,26 @@ class FlowModel {
   const Network* network_;
   MaxMinSolver default_solver_;
   SharingSolver* solver_;
+  // A link of a component that only one flow crosses acts on that flow
+  // alone, through its key C / w in the solver: of a flow's private links
+  // only the tightest (least C / w, then least LinkId) can bind, the others
+  // are left out of the problem. Exact for MaxMinSolver (the tightest
+  // private link fires before the others, which then find
+  // the flow frozen; the constraints kept keep their relative order) and
+  // for BottleneckShareSolver (⌊C / w⌋ is monotone in C / w); a solver of
+  // another kind is given every link.
+  bool prune_private_links_;
+  // A link on which every flow is capped and Σ w · cap <= C never binds:
+  // under max-min it can fire only at the level where its flows' caps do,
+  // freezing them at their caps, so the allocation is the same without it;
+  // components are gathered through the other links only (IsBinding).
+  // MaxMinSolver only (the bottleneck share of such a link can be below a
+  // cap).
+  bool prune_slack_links_;
+  bool IsBinding(const LinkState& link) const {
+    return !prune_slack_links_ || link.unbounded_flows > 0 ||
+           link.bounded_load > link.capacity_bytes_per_s;
+  }
   TransferStart transfer_start_{this};
   Completion completion_{this};
   Solve solve_{this};
@@ -273,6 +298,7 @@ class FlowModel {
   std::vector<uint32_t> component_links_;
   std::vector<uint32_t> component_flows_;
   std::vector<uint32_t> lone_flows_;
+  std::vector<uint32_t> constraint_links_;  // the links made constraints, by LinkId
   SharingProblem problem_;
   std::vector<int64_t> rates_;
 

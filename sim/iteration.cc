@@ -39,7 +39,7 @@ Result<IterationReport> SimulateIteration(const workload::ModelSpec& model,
   ORRERY_RETURN_IF_ERROR(workload::ValidatePlan(plan, model, cluster));
   const topology::DeviceType& device = cluster.PrimaryNodeType().device;
   ORRERY_ASSIGN_OR_RETURN(costmodel::ComputeModel compute,
-                          costmodel::ComputeModel::Create(device, plan.precision));
+                          costmodel::ComputeModel::Create(device, plan.precision, options.compute));
   ORRERY_ASSIGN_OR_RETURN(costmodel::CollectiveModel collectives,
                           costmodel::CollectiveModel::Create(cluster));
   ORRERY_ASSIGN_OR_RETURN(topology::Topology topo, topology::Topology::Build(cluster));

@@ -29,10 +29,12 @@
 #define ORRERY_SIM_ITERATION_H_
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "core/status.h"
 #include "core/units.h"
+#include "costmodel/compute.h"
 #include "sim/replay.h"
 #include "sim/training_graph.h"
 #include "topology/cluster_spec.h"
@@ -48,6 +50,9 @@ struct IterationOptions {
   // Slowdown of compute overlapped with data-parallel communication
   // (ReplayOptions::overlap_slowdown); 0 until calibrated.
   double overlap_slowdown = 0.0;
+  // The compute model's options (nullopt: the device's defaults,
+  // costmodel::DefaultComputeOptions) — efficiencies a calibration fitted.
+  std::optional<costmodel::ComputeOptions> compute;
   TrainingGraphOptions graph;
 };
 

@@ -57,6 +57,14 @@ std::span<const uint32_t> SharingProblem::UsesOf(uint32_t v) const {
 
 namespace {
 
+// Few variables (a training iteration's components: a handful of coflows
+// on a few dozen links they share) take at most one step each; finding
+// each step's link by a scan of the links still loaded costs less than
+// keeping a heap whose entries mostly go stale. Both orders are the same
+// total order (exact R/W, then constraint index, bounds after links), so
+// both fire the same steps and give the same rates.
+constexpr uint32_t kMaxScannedVariables = 32;
+
 void CheckShape(const SharingProblem& problem, std::span<int64_t> rates) {
   ORRERY_CHECK_EQ(rates.size(), problem.num_variables());
   for (uint32_t v = 0; v < problem.num_variables(); ++v) {
@@ -93,6 +101,77 @@ void MaxMinSolver::Solve(const SharingProblem& problem, std::span<int64_t> rates
     for (uint32_t c : problem.UsesOf(v)) constraint_variables_[--constraint_begin_[c]] = v;
   }
   frozen_.assign(nv, 0);
+  if (nv <= kMaxScannedVariables) {
+    // Each step found by a scan (see kMaxScannedVariables). heap_ holds, in
+    // firing order, the bounds (R: the bound, W: 1, constraint: the
+    // variable), then the links with unfrozen variables (constraint: the
+    // link), in any order.
+    heap_.clear();
+    for (uint32_t v = 0; v < nv; ++v) {
+      const int64_t bound = problem.bound_bytes_per_s(v);
+      if (bound != SharingProblem::kUnbounded) heap_.push_back(Level{bound, 1, v});
+    }
+    std::sort(heap_.begin(), heap_.end(), [](const Level& a, const Level& b) {
+      return a.remaining != b.remaining ? a.remaining < b.remaining : a.constraint < b.constraint;
+    });
+    const size_t num_bounds = heap_.size();
+    size_t next_bound = 0;
+    for (uint32_t c = 0; c < nc; ++c) {
+      if (unfrozen_[c] > 0) heap_.push_back(Level{0, 0, c});
+    }
+
+    const auto freeze = [&](uint32_t v, int64_t rate) {
+      frozen_[v] = 1;
+      rates[v] = rate;
+      const std::span<const uint32_t> uses = problem.UsesOf(v);
+      const std::span<const uint32_t> weights = problem.WeightsOf(v);
+      for (size_t i = 0; i < uses.size(); ++i) {
+        remaining_[uses[i]] -= static_cast<int64_t>(weights[i]) * rate;
+        unfrozen_[uses[i]] -= weights[i];
+      }
+    };
+    while (true) {
+      // The loaded link of least R/W, ties to the lower index; links whose
+      // variables are all frozen leave the list.
+      uint32_t best = nc;
+      for (size_t i = num_bounds; i < heap_.size();) {
+        const uint32_t c = heap_[i].constraint;
+        if (unfrozen_[c] == 0) {
+          heap_[i] = heap_.back();
+          heap_.pop_back();
+          continue;
+        }
+        ++i;
+        if (best == nc) {
+          best = c;
+          continue;
+        }
+        const __int128 lhs = static_cast<__int128>(remaining_[c]) * unfrozen_[best];
+        const __int128 rhs = static_cast<__int128>(remaining_[best]) * unfrozen_[c];
+        if (lhs < rhs || (lhs == rhs && c < best)) best = c;
+      }
+      while (next_bound < num_bounds && frozen_[heap_[next_bound].constraint]) ++next_bound;
+      if (next_bound < num_bounds) {
+        const Level& bound = heap_[next_bound];
+        // A bound fires first only below the link's level: at an equal level
+        // the link does.
+        if (best == nc ||
+            static_cast<__int128>(bound.remaining) * unfrozen_[best] < remaining_[best]) {
+          ++next_bound;
+          freeze(bound.constraint, bound.remaining);
+          continue;
+        }
+      }
+      if (best == nc) break;
+      const int64_t share = remaining_[best] / static_cast<int64_t>(unfrozen_[best]);
+      for (uint32_t i = constraint_begin_[best]; i < constraint_begin_[best + 1]; ++i) {
+        const uint32_t v = constraint_variables_[i];
+        if (!frozen_[v]) freeze(v, share);
+      }
+      ORRERY_CHECK_EQ(unfrozen_[best], 0u);
+    }
+    return;
+  }
 
   // Min-heap on R/W (exact), ties by constraint index (bounds, numbered
   // from nc, after every link): std heap functions keep the max at the

@@ -14,6 +14,7 @@ std::string_view StreamKindName(StreamKind s) {
     case StreamKind::kCompute: return "compute";
     case StreamKind::kDataParallel: return "dp-comm";
     case StreamKind::kPipelineSend: return "pp-send";
+    case StreamKind::kTensorParallel: return "tp-comm";
   }
   return "?";
 }

@@ -17,8 +17,8 @@
 // Streams. Each lane has kNumStreams streams (CUDA streams): compute (the
 // layer passes, the collectives in their path — TP/SP, CP, EP — and the
 // optimizer step), data-parallel communication (gradient reduce-scatter or
-// all-reduce buckets, ZeRO parameter all-gathers) and pipeline sends. A
-// stream runs its tasks one at a time in the order they were added to it
+// all-reduce buckets, ZeRO parameter all-gathers), pipeline sends, and
+// tensor-parallel communication when it overlaps the GEMMs. A stream runs its tasks one at a time in the order they were added to it
 // (program order).
 //
 // Tasks. A compute task occupies one lane's stream for a fixed duration
@@ -59,9 +59,15 @@ namespace orrery::sim {
 using LaneId = int32_t;
 using TaskId = int32_t;
 
-enum class StreamKind : uint8_t { kCompute = 0, kDataParallel = 1, kPipelineSend = 2 };
-inline constexpr int kNumStreams = 3;
-std::string_view StreamKindName(StreamKind s);  // "compute", "dp-comm", "pp-send"
+enum class StreamKind : uint8_t {
+  kCompute = 0,
+  kDataParallel = 1,
+  kPipelineSend = 2,
+  kTensorParallel = 3,  // TP collectives overlapped with compute (tp_comm_overlap)
+};
+inline constexpr int kNumStreams = 4;
+// "compute", "dp-comm", "pp-send", "tp-comm"
+std::string_view StreamKindName(StreamKind s);
 
 // What a task is, for accounting and for the timeline.
 enum class TaskLabel : uint8_t {

@@ -197,6 +197,9 @@ class Builder {
 
   TrainingGraph out_;
   std::vector<TaskId> first_task_, last_task_;
+  // tp_comm_overlap: the TP collective beside a pass's first layer, which
+  // waits for the pass's input as its first task does (-1: none).
+  std::vector<TaskId> first_overlap_;
   std::vector<Bytes> zero3_gathered_;  // by stage: what the gathers hold at most (two layers)
 };
 
@@ -573,6 +576,13 @@ Status Builder::BuildStage(int stage) {
   std::vector<TaskId> last_compute(n, -1);  // the lane's last compute-stream task
   std::vector<TaskId> layer_task(n, -1);    // this layer pass's kForward/kBackward task
   std::vector<TaskId> pass_first(n, -1);
+  // tp_comm_overlap: a lane's TP collective running beside its pass's
+  // compute; the lane's next compute task waits for it.
+  std::vector<TaskId> overlapped(n, -1);
+  std::vector<TaskId> before_pass(n, -1);
+  std::vector<TaskId> pass_overlap(n, -1);
+  std::vector<TaskId> stream_last(n, -1);     // the lane's last compute-stream task
+  std::vector<TaskId> before_compute(n, -1);  // ... before this layer pass
   // (chunk, bucket) reduce tasks per set, for the ZeRO-1/2 gathers.
   std::vector<std::pair<const Bucket*, std::vector<TaskId>>> reduced_buckets;
   size_t zero3_next = 0;
@@ -605,6 +615,8 @@ Status Builder::BuildStage(int stage) {
     const ChunkPasses& cp = chunks[static_cast<size_t>(pp.chunk)];
     const bool reduce_buckets = pp.backward && k == last_backward[static_cast<size_t>(pp.chunk)];
     std::fill(pass_first.begin(), pass_first.end(), -1);
+    std::fill(pass_overlap.begin(), pass_overlap.end(), -1);
+    bool first_layer = true;
     const TaskInfo info{
         .micro_batch = pp.micro_batch, .chunk = static_cast<int16_t>(pp.chunk), .bucket = -1};
     for (const LayerPass& lp : pp.backward ? cp.backward : cp.forward) {
@@ -622,6 +634,8 @@ Status Builder::BuildStage(int stage) {
       }
       for (size_t li = 0; li < n; ++li) {
         const LaneId lane = lanes[li];
+        before_pass[li] = last_compute[li];
+        before_compute[li] = stream_last[li];
         TaskId first = -1;
         if (lp.recomputes) {
           first = graph.AddCompute(lane, StreamKind::kCompute, TaskLabel::kRecompute, lp.recompute,
@@ -635,6 +649,10 @@ Status Builder::BuildStage(int stage) {
                             (lp.zero3 ? lp.gathered : Bytes::Zero());
         graph.SetMemory(t, lp.backward ? Bytes::Zero() : lp.saved, freed);
         if (first < 0) first = t;
+        if (overlapped[li] >= 0) {
+          graph.AddDependency(overlapped[li], first);
+          overlapped[li] = -1;
+        }
         if (lp.zero3) {
           const size_t set = static_cast<size_t>(dp_sets->set_of_lane[li]);
           graph.AddDependency(gather_tasks[zero3_index][set], first);
@@ -642,17 +660,34 @@ Status Builder::BuildStage(int stage) {
         if (pass_first[li] < 0) pass_first[li] = first;
         layer_task[li] = t;
         last_compute[li] = t;
+        stream_last[li] = t;
       }
       for (const LayerPass::Comm& comm : lp.comms) {
         for (size_t set = 0; set < comm.sets->lanes.size(); ++set) {
           const std::vector<LaneId>& members = comm.sets->lanes[set];
-          const TaskId t = graph.AddCommunication(members, StreamKind::kCompute, comm.label,
-                                                  comm.coflow[set], info);
+          const bool overlap =
+              options_.tp_comm_overlap && comm.label == TaskLabel::kTensorParallel;
+          const TaskId t = graph.AddCommunication(
+              members, overlap ? StreamKind::kTensorParallel : StreamKind::kCompute, comm.label,
+              comm.coflow[set], info);
           for (const LaneId lane : members) {
-            last_compute[static_cast<size_t>(index_in_stage_[static_cast<size_t>(lane)])] = t;
+            const size_t li = static_cast<size_t>(index_in_stage_[static_cast<size_t>(lane)]);
+            if (overlap) {
+              // Beside the pass's compute: it starts when the pass may.
+              if (before_pass[li] >= 0) graph.AddDependency(before_pass[li], t);
+              if (before_compute[li] >= 0 && before_compute[li] != before_pass[li]) {
+                graph.AddDependency(before_compute[li], t);
+              }
+              if (first_layer && pass_overlap[li] < 0) pass_overlap[li] = t;
+              overlapped[li] = t;
+            } else {
+              stream_last[li] = t;
+            }
+            last_compute[li] = t;
           }
         }
       }
+      first_layer = false;
       // Gradient reductions on the data-parallel stream.
       const auto reduce_after_backward = [&](const std::vector<CoflowSpec>& coflows,
                                              TaskInfo reduce_info) {
@@ -688,6 +723,7 @@ Status Builder::BuildStage(int stage) {
     for (size_t li = 0; li < n; ++li) {
       const size_t index = PassIndex(lanes[li], pp.backward, pp.chunk, pp.micro_batch);
       first_task_[index] = pass_first[li];
+      first_overlap_[index] = pass_overlap[li];
       last_task_[index] = last_compute[li];
     }
   }
@@ -709,6 +745,7 @@ Status Builder::BuildStage(int stage) {
   for (size_t li = 0; li < n; ++li) {
     optimizer_task[li] =
         graph.AddCompute(lanes[li], StreamKind::kCompute, TaskLabel::kOptimizer, optimizer);
+    if (overlapped[li] >= 0) graph.AddDependency(overlapped[li], optimizer_task[li]);
     const TaskId reduce_task = last_reduce[static_cast<size_t>(dp_sets->set_of_lane[li])];
     if (reduce_task >= 0) graph.AddDependency(reduce_task, optimizer_task[li]);
   }
@@ -757,8 +794,9 @@ Status Builder::AddTransfers() {
         const TaskId last =
             last_task_[PassIndex(lane, pass.backward, pass.chunk, pass.micro_batch)];
         if (p_ == 1) {  // the next chunk on the same lane: no transfer
-          graph.AddDependency(
-              last, first_task_[PassIndex(lane, pass.backward, to_chunk, pass.micro_batch)]);
+          const size_t to = PassIndex(lane, pass.backward, to_chunk, pass.micro_batch);
+          graph.AddDependency(last, first_task_[to]);
+          if (first_overlap_[to] >= 0) graph.AddDependency(last, first_overlap_[to]);
           continue;
         }
         const int dir = pass.backward ? 1 : 0;
@@ -771,8 +809,9 @@ Status Builder::AddTransfers() {
              .bucket = -1});
         graph.AddDependency(last, t);
         for (const LaneId receiver : receivers[dir]) {
-          graph.AddDependency(
-              t, first_task_[PassIndex(receiver, pass.backward, to_chunk, pass.micro_batch)]);
+          const size_t to = PassIndex(receiver, pass.backward, to_chunk, pass.micro_batch);
+          graph.AddDependency(t, first_task_[to]);
+          if (first_overlap_[to] >= 0) graph.AddDependency(t, first_overlap_[to]);
         }
       }
     }
@@ -845,6 +884,7 @@ Result<TrainingGraph> Builder::Build() {
   const size_t passes =
       lane_ranks_.size() * 2 * static_cast<size_t>(vpp_) * static_cast<size_t>(m_);
   first_task_.assign(passes, -1);
+  first_overlap_.assign(passes, -1);
   last_task_.assign(passes, -1);
   for (int s = 0; s < p_; ++s) ORRERY_RETURN_IF_ERROR(BuildStage(s));
   ORRERY_RETURN_IF_ERROR(AddTransfers());

@@ -113,6 +113,14 @@ struct TrainingGraphOptions {
   // Bytes per parameter of the gradients the data-parallel group reduces
   // (2: bf16; 4: Megatron-LM's --accumulate-allreduce-grads-in-fp32).
   int gradient_bytes_per_parameter = 2;
+  // Tensor-parallel collectives overlap the GEMMs of their layer pass
+  // (Transformer Engine's userbuffers; Megatron-LM's --tp-comm-overlap):
+  // each pass's TP communication task runs on the lane's tensor-parallel
+  // stream beside its compute task, both starting when the previous pass's
+  // two end, so a pass takes the longer of the two — perfect overlap, the
+  // optimistic bound. Off: the collectives run between the GEMMs on the
+  // compute stream.
+  bool tp_comm_overlap = false;
   // Bytes read plus written per parameter by the optimizer step.
   int optimizer_bytes_per_parameter = 12;
   // Parameters per gradient bucket: Megatron-LM's DDP default

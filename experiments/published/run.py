@@ -170,9 +170,12 @@ def plan_for_row(row, schedule_override=None):
             if p.vpp and p.vpp > 1:
                 p.schedule = "interleaved"
         p.flags += ["--recompute", "full", "--precision", "fp16", "--zero",
-                    str(row.get("zero_stage") or 0)]
+                    str(row.get("zero_stage") or 0), "--attention", "unfused"]
         p.notes.append("full recomputation (the row; run_table_1.sh passes "
                        "--recompute-method uniform); fp16; ZeRO 0; no sequence parallelism")
+        p.notes.append("unfused attention: the 2021 runs predate FlashAttention (2022); "
+                       "Megatron-LM's fused scale-mask-softmax reads and writes the s x s "
+                       "scores")
         if row.get("sequence_parallel"):
             p.flags.append("--sequence-parallel")
     else:
@@ -199,6 +202,10 @@ def plan_for_row(row, schedule_override=None):
                                "requires it (Megatron-LM arguments.py asserts it)")
         if sp:
             p.flags.append("--sequence-parallel")
+        if tp > 1:
+            p.flags.append("--tp-comm-overlap")
+            p.notes.append("tensor-parallel communication overlapped with the GEMMs: the "
+                           "README names --tp-comm-overlap")
         zero = row.get("zero_stage")
         if zero is None:
             zero = 1
@@ -305,7 +312,13 @@ def gpt2_config(row, ffn):
     }
 
 
-def run_row(orrery, row, tmpdir, schedule_override):
+def generation(row):
+    """'A100' or 'H100': the calibration group of a row."""
+    gpu = (row.get("hardware") or {}).get("gpu_type", "")
+    return "H100" if "H100" in gpu else "A100"
+
+
+def run_row(orrery, row, tmpdir, schedule_override, scale=1.0):
     result = {"id": row["id"], "gpus": row["num_gpus"], "published_tflops": row["tflops_per_gpu"],
               "ok": False}
     try:
@@ -335,6 +348,9 @@ def run_row(orrery, row, tmpdir, schedule_override):
         nodes = row["num_gpus"] // per_node
         cmd = [orrery.binary, "simulate", "--model", model, "--cluster", cluster,
                "--nodes", str(nodes)] + plan.flags + ["--format", "json"]
+        if scale != 1.0:
+            cmd += ["--compute-efficiency-scale", "%g" % scale]
+        result["scale"] = scale
         result["command"] = " ".join(cmd)
         start = time.monotonic()
         try:
@@ -407,6 +423,79 @@ def default_fixture():
     return (Path(base) if base else REPO_ROOT.parent / "shared" / "fixtures") / FIXTURE
 
 
+CALIBRATION_GRID = (0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def interpolate(points, x):
+    """Piecewise-linear through sorted (x, y) points, clamped at the ends."""
+    if x <= points[0][0]:
+        return points[0][1]
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if x <= x1:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return points[-1][1]
+
+
+def calibrate(results_by_scale, rows, out):
+    """Leave-one-out fit of one compute-efficiency scale per GPU generation.
+
+    For each row i of a generation, the scale that minimises the mean
+    |error| over the generation's OTHER rows is found on a 0.0025 grid
+    (each row's prediction interpolated between the simulated scales), and
+    row i is predicted with it: the error of a model calibrated without the
+    row it is judged on. Also prints the scale fitted on all rows of each
+    generation (what a calibration would set)."""
+    curves = {}
+    for r in rows:
+        pts = []
+        for scale in CALIBRATION_GRID:
+            res = results_by_scale[scale][r["id"]]
+            if res["ok"]:
+                pts.append((scale, res["predicted_tflops"]))
+        curves[r["id"]] = pts
+    fine = [0.6 + 0.0025 * k for k in range(161)]
+
+    def mae(ids, scale):
+        errs = [abs(interpolate(curves[i], scale) - pub[i]) / pub[i] for i in ids]
+        return 100.0 * sum(errs) / len(errs)
+
+    pub = {r["id"]: r["tflops_per_gpu"] for r in rows}
+    groups = {}
+    for r in rows:
+        if len(curves[r["id"]]) == len(CALIBRATION_GRID):
+            groups.setdefault(generation(r), []).append(r["id"])
+    out.write("\nCalibration: one compute-efficiency scale per GPU generation "
+              "(--compute-efficiency-scale), leave-one-out\n\n")
+    out.write("%-22s %-5s %8s %8s %8s %8s %8s\n" % ("id", "gen", "pub", "nominal", "err%",
+                                                   "LOO s", "LOO err%"))
+    loo_errors = []
+    summary = {}
+    for gen, ids in sorted(groups.items()):
+        full = min(fine, key=lambda x: (mae(ids, x), x))
+        summary[gen] = {"scale_all_rows": round(full, 4), "mae_all_rows_pct": mae(ids, full)}
+        for i in ids:
+            others = [j for j in ids if j != i] or ids
+            s_i = min(fine, key=lambda x: (mae(others, x), x))
+            pred = interpolate(curves[i], s_i)
+            err = 100.0 * (pred - pub[i]) / pub[i]
+            nominal = interpolate(curves[i], 1.0)
+            loo_errors.append(abs(err))
+            summary[gen].setdefault("rows", {})[i] = {"loo_scale": round(s_i, 4),
+                                                     "loo_error_pct": err}
+            out.write("%-22s %-5s %8.1f %8.1f %+8.1f %8.4f %+8.1f\n" % (
+                i, gen, pub[i], nominal, 100.0 * (nominal - pub[i]) / pub[i], s_i, err))
+    out.write("\n")
+    for gen, v in sorted(summary.items()):
+        out.write("%s: scale fitted on all %d rows %.4f (mean |error| %.1f%% on them)\n" % (
+            gen, len(groups[gen]), v["scale_all_rows"], v["mae_all_rows_pct"]))
+    if loo_errors:
+        out.write("leave-one-out: mean |error| %.1f%%, max |error| %.1f%% over %d rows\n" % (
+            sum(loo_errors) / len(loo_errors), max(loo_errors), len(loo_errors)))
+    summary["loo_mean_abs_error_pct"] = (sum(loo_errors) / len(loo_errors)
+                                         if loo_errors else None)
+    return summary
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--binary", default=os.environ.get("ORRERY_BINARY")
@@ -424,6 +513,10 @@ def main():
     ap.add_argument("--schedule-override", choices=["1f1b", "gpipe"],
                     help="run every pipelined row with this schedule instead of the one "
                          "the row used (a baseline while interleaving is not simulated)")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="also simulate every row at compute-efficiency scales %s and fit one "
+                         "scale per GPU generation, leave-one-out (5x the simulations)"
+                         % ", ".join("%g" % g for g in CALIBRATION_GRID))
     ap.add_argument("--keep-configs", metavar="DIR",
                     help="write the generated config.json files under DIR and keep them")
     args = ap.parse_args()
@@ -447,20 +540,23 @@ def main():
     Path(tmpdir).mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     try:
-        results = [None] * len(rows)
+        scales = CALIBRATION_GRID if args.calibrate else (1.0,)
+        jobs = [(row, scale) for scale in scales for row in rows]
+        by_scale = {scale: {} for scale in scales}
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            futures = {pool.submit(run_row, orrery, row, tmpdir, args.schedule_override): i
-                       for i, row in enumerate(rows)}
+            futures = {pool.submit(run_row, orrery, row, tmpdir, args.schedule_override,
+                                   scale): (row["id"], scale) for row, scale in jobs}
             done = 0
             for f in concurrent.futures.as_completed(futures):
-                i = futures[f]
-                results[i] = f.result()
+                row_id, scale = futures[f]
+                r = f.result()
+                by_scale[scale][row_id] = r
                 done += 1
-                r = results[i]
                 status = ("%.1f TFLOP/s (%+.1f%%)" % (r["predicted_tflops"], r["error_pct"])
                           if r["ok"] else "FAILED")
-                sys.stderr.write("[%d/%d] %s: %s, %.1f s\n" % (
-                    done, len(rows), r["id"], status, r.get("wall_s", 0.0)))
+                sys.stderr.write("[%d/%d] %s at scale %g: %s, %.1f s\n" % (
+                    done, len(jobs), r["id"], scale, status, r.get("wall_s", 0.0)))
+        results = [by_scale[1.0][row["id"]] for row in rows]
     finally:
         if not args.keep_configs:
             shutil.rmtree(tmpdir, ignore_errors=True)
@@ -477,6 +573,7 @@ def main():
         out.write("; mean |error| %.1f%%, max |error| %.1f%% (%s)" % (
             s["mean_abs_error_pct"], s["max_abs_error_pct"], s["max_abs_error_id"]))
     out.write("; %.0f s\n" % (time.monotonic() - started))
+    calibration = calibrate(by_scale, rows, out) if args.calibrate else None
 
     out.write("\nAssumed (each note, then the rows it applies to):\n")
     notes = {}
@@ -496,7 +593,8 @@ def main():
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"fixture": str(fixture), "binary": args.binary,
-             "schedule_override": args.schedule_override, "summary": s, "rows": results},
+             "schedule_override": args.schedule_override, "summary": s,
+             "calibration": calibration, "rows": results},
             indent=1) + "\n")
     return 1 if failed else 0
 

@@ -1,6 +1,6 @@
 // `orrery simulate`: one iteration of a plan reported as text and JSON, the
-// interleaved schedule simulated, timelines written, and bad plans rejected
-// with exit code 2.
+// interleaved schedule simulated, timelines written, the analytical
+// estimate beside the simulation, and bad plans rejected with exit code 2.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -94,6 +94,44 @@ TEST(SimulateCli, WritesATimelineWithOneProcessPerNode) {
                         "pp-gradient", "dp-grad-reduce"}) {
     EXPECT_TRUE(categories.count(c)) << c;
   }
+}
+
+// PP2 × TP8 over two DGX A100 nodes, dp 1: no traffic contends, so the
+// analytical estimate equals the simulation.
+constexpr char kUncontended[] =
+    "simulate --model gpt-1.7b --cluster dgx-a100-80gb --nodes 2 --tp 8 --pp 2 "
+    "--micro-batch 1 --global-batch 16";
+
+TEST(SimulateCli, AnalyticalPrintsTheEstimateAndItsGapToTheSimulation) {
+  CliRun run = RunOrrery(std::string(kUncontended) + " --analytical");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.out, HasSubstr("  analytical estimate  "));
+  EXPECT_THAT(run.out, HasSubstr(" s (gap +0.00% vs simulated)\n"));
+  CliRun plain = RunOrrery(kUncontended);
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_THAT(plain.out, ::testing::Not(HasSubstr("analytical")));
+}
+
+TEST(SimulateCli, AnalyticalJsonHasTheEstimateAndTheGap) {
+  CliRun run = RunOrrery(std::string(kUncontended) + " --analytical --format json");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const Json j = Json::parse(run.out);
+  ASSERT_TRUE(j.contains("analytical"));
+  const double simulated = j["iteration_time_s"].get<double>();
+  const double estimate = j["analytical"]["iteration_time_s"].get<double>();
+  EXPECT_GT(estimate, 0);
+  EXPECT_NEAR(estimate, simulated, 0.02 * simulated);
+  EXPECT_NEAR(j["analytical"]["gap"].get<double>(), (estimate - simulated) / simulated, 1e-12);
+  // The same options reach both: free communication and an overlap slowdown.
+  CliRun free = RunOrrery(std::string(kUncontended) +
+                          " --analytical --free-communication --overlap-slowdown 0.1 --format json");
+  ASSERT_EQ(free.exit_code, 0) << free.err;
+  const Json f = Json::parse(free.out);
+  EXPECT_EQ(f["analytical"]["gap"].get<double>(), 0.0);
+  EXPECT_LT(f["iteration_time_s"].get<double>(), simulated);
+  CliRun plain = RunOrrery(std::string(kUncontended) + " --format json");
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_FALSE(Json::parse(plain.out).contains("analytical"));
 }
 
 TEST(SimulateCli, APlanThatDoesNotFitTheClusterExitsTwo) {
