@@ -13,9 +13,13 @@
 #include "core/check.h"
 #include "costmodel/memory.h"
 #include "sim/collective_flows.h"
-#include "sim/pipeline_schedule.h"
+#include "workload/pipeline_schedule.h"
 
 namespace orrery::sim {
+
+using workload::CheckStageSchedule;
+using workload::PipelinePass;
+using workload::StageSchedule;
 namespace {
 
 using costmodel::CollectiveOp;

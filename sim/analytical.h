@@ -16,7 +16,7 @@
 //      stage's first rank, through ShapeOfGroup (sim/collective_flows.h).
 //
 //   2. The pipeline schedule, as a max-plus recurrence over each stage's
-//      compute stream in the order of its schedule (sim/pipeline_schedule.h,
+//      compute stream in the order of its schedule (workload/pipeline_schedule.h,
 //      the simulator's own StageSchedule): a pass starts at
 //          max(end of the stage's previous pass, arrival of its input)
 //      and lasts the chunk's Forward() or Backward() (compute, recompute

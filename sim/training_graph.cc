@@ -10,9 +10,13 @@
 #include <vector>
 
 #include "core/check.h"
-#include "sim/pipeline_schedule.h"
+#include "workload/pipeline_schedule.h"
 
 namespace orrery::sim {
+
+using workload::CheckStageSchedule;
+using workload::PipelinePass;
+using workload::StageSchedule;
 namespace {
 
 using costmodel::CollectiveOp;

@@ -10,7 +10,7 @@
 // the whole stage (the others are rejected: Unimplemented).
 //
 // Compute stream of a lane, per operation of its stage's schedule
-// (sim/pipeline_schedule.h: StageSchedule gives (forward|backward,
+// (workload/pipeline_schedule.h: StageSchedule gives (forward|backward,
 // micro-batch, chunk) in order):
 //   forward of chunk c, micro-batch i: for each layer of the chunk in order
 //     [ZeRO-3: wait for the layer's parameter all-gather]
@@ -147,7 +147,7 @@ struct TrainingGraph {
 // or dp × cp groups cut across a stage's tp groups, or layers put ranks in
 // different stages).
 // InvalidArgument for negative options or a schedule StageSchedule cannot
-// order (sim/pipeline_schedule.h: CheckStageSchedule; ValidatePlan already
+// order (workload/pipeline_schedule.h: CheckStageSchedule; ValidatePlan already
 // reports interleaving with micro-batches not a multiple of pp).
 Result<TrainingGraph> BuildTrainingGraph(const workload::ModelSpec& model,
                                          const workload::Plan& plan,

@@ -2,7 +2,7 @@
 // written out by hand for small cases, checked for completeness, for
 // freedom from deadlock across stages and against the memory model's
 // micro-batches in flight.
-#include "sim/pipeline_schedule.h"
+#include "workload/pipeline_schedule.h"
 
 #include <gtest/gtest.h>
 
@@ -15,6 +15,10 @@
 #include "workload/plan.h"
 
 namespace orrery::sim {
+using workload::PipelinePass;
+using workload::StageSchedule;
+using workload::CheckStageSchedule;
+using workload::ForwardsBeforeFirstBackward;
 namespace {
 
 using workload::PipelineSchedule;

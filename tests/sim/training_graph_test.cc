@@ -20,7 +20,7 @@
 #include "costmodel/compute.h"
 #include "sim/collective_flows.h"
 #include "sim/network_builder.h"
-#include "sim/pipeline_schedule.h"
+#include "workload/pipeline_schedule.h"
 #include "sim/replay.h"
 #include "topology/presets.h"
 #include "topology/topology_graph.h"
@@ -29,6 +29,9 @@
 
 namespace orrery::sim {
 namespace {
+
+using workload::PipelinePass;
+using workload::StageSchedule;
 
 using workload::LayerStrategy;
 using workload::PipelineSchedule;

@@ -33,15 +33,15 @@
 // in Megatron's m = p special case, where it is T on every stage.
 //
 // Thread-safety: pure functions.
-#ifndef ORRERY_SIM_PIPELINE_SCHEDULE_H_
-#define ORRERY_SIM_PIPELINE_SCHEDULE_H_
+#ifndef ORRERY_WORKLOAD_PIPELINE_SCHEDULE_H_
+#define ORRERY_WORKLOAD_PIPELINE_SCHEDULE_H_
 
 #include <vector>
 
 #include "core/status.h"
 #include "workload/plan.h"
 
-namespace orrery::sim {
+namespace orrery::workload {
 
 // One pass of one micro-batch through one model chunk of a stage.
 struct PipelinePass {
@@ -56,19 +56,19 @@ struct PipelinePass {
 // p, m, vpp >= 1; vpp == 1 unless interleaved; for interleaved, m a multiple
 // of p (Megatron-LM's requirement). InvalidArgument otherwise, naming the
 // plan field.
-Status CheckStageSchedule(workload::PipelineSchedule schedule, int p, int m, int vpp);
+Status CheckStageSchedule(PipelineSchedule schedule, int p, int m, int vpp);
 
 // The passes of stage `s` in program order: 2·m·vpp passes, each
 // (micro-batch, chunk) forward exactly once and backward once after it.
 // REQUIRES: 0 <= s < p; CheckStageSchedule(schedule, p, m, vpp) is OK.
-std::vector<PipelinePass> StageSchedule(workload::PipelineSchedule schedule, int p, int s, int m,
+std::vector<PipelinePass> StageSchedule(PipelineSchedule schedule, int p, int s, int m,
                                         int vpp);
 
 // Forward passes of stage `s` before its first backward (all 2·m·vpp / 2
 // when the schedule has no backward before its last forward).
 // REQUIRES: as StageSchedule.
-int ForwardsBeforeFirstBackward(workload::PipelineSchedule schedule, int p, int s, int m, int vpp);
+int ForwardsBeforeFirstBackward(PipelineSchedule schedule, int p, int s, int m, int vpp);
 
-}  // namespace orrery::sim
+}  // namespace orrery::workload
 
-#endif  // ORRERY_SIM_PIPELINE_SCHEDULE_H_
+#endif  // ORRERY_WORKLOAD_PIPELINE_SCHEDULE_H_

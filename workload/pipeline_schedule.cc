@@ -1,13 +1,12 @@
-#include "sim/pipeline_schedule.h"
+#include "workload/pipeline_schedule.h"
 
 #include <algorithm>
 #include <string>
 
 #include "core/check.h"
 
-namespace orrery::sim {
+namespace orrery::workload {
 
-using workload::PipelineSchedule;
 
 Status CheckStageSchedule(PipelineSchedule schedule, int p, int m, int vpp) {
   if (p < 1)
@@ -22,7 +21,7 @@ Status CheckStageSchedule(PipelineSchedule schedule, int p, int m, int vpp) {
   if (schedule != PipelineSchedule::kInterleaved && vpp != 1) {
     return InvalidArgumentError("plan.pipeline.vpp: " + std::to_string(vpp) +
                                 " model chunks need the interleaved schedule, not " +
-                                std::string(workload::PipelineScheduleName(schedule)));
+                                std::string(PipelineScheduleName(schedule)));
   }
   if (schedule == PipelineSchedule::kInterleaved && m % p != 0) {
     // megatron/training/training.py and schedules.py: "number of
@@ -57,7 +56,7 @@ PipelinePass InterleavedPass(bool backward, int k, int p, int vpp) {
 
 std::vector<PipelinePass> StageSchedule(PipelineSchedule schedule, int p, int s, int m, int vpp) {
   ORRERY_CHECK(CheckStageSchedule(schedule, p, m, vpp).ok())
-      << "schedule " << workload::PipelineScheduleName(schedule) << " p " << p << " m " << m
+      << "schedule " << PipelineScheduleName(schedule) << " p " << p << " m " << m
       << " vpp " << vpp;
   ORRERY_CHECK(s >= 0 && s < p) << "stage " << s << " of " << p;
   std::vector<PipelinePass> order;
@@ -108,4 +107,4 @@ int ForwardsBeforeFirstBackward(PipelineSchedule schedule, int p, int s, int m, 
   return m;
 }
 
-}  // namespace orrery::sim
+}  // namespace orrery::workload
