@@ -18,6 +18,8 @@ int RunPlan(const std::vector<std::string>& args, CommandIo& io);
 int RunSimulate(const std::vector<std::string>& args, CommandIo& io);
 int RunSearch(const std::vector<std::string>& args, CommandIo& io);
 int RunExport(const std::vector<std::string>& args, CommandIo& io);
+int RunExecute(const std::vector<std::string>& args, CommandIo& io);
+int RunProfile(const std::vector<std::string>& args, CommandIo& io);
 
 }  // namespace orrery::cli
 

@@ -1,0 +1,90 @@
+// OpRecorder: the executor's stopwatch. Model units and the runtime wrap
+// every operator in a scope; when recording is on, the scope synchronizes
+// the backend at its start and end and appends a traces::ExecutionOp with
+// the rank's steady-clock times relative to the recorder's origin.
+//
+// Synchronizing around every operator is what makes per-operator times
+// exact on an asynchronous device; it also serializes communication that
+// would otherwise overlap compute. The runtime therefore records only the
+// iterations it is asked to trace and measures iteration times with
+// recording off (docs/executor.md, "Measurement").
+//
+//   OpRecorder::Scope s = recorder.Compute("attn.qkv", ExecutionPhase::kForward, layer, mb);
+//   s.set_gemm({rows, 3 * h / tp, h});
+//   backend.Gemm(...);
+//   // ~Scope records the end.
+//
+// When recording is off a Scope costs two branches.
+//
+// Thread-safety: used from one thread.
+#ifndef ORRERY_EXEC_OP_RECORDER_H_
+#define ORRERY_EXEC_OP_RECORDER_H_
+
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "exec/backend.h"
+#include "traces/execution_trace.h"
+
+namespace orrery::exec {
+
+class OpRecorder {
+ public:
+  class Scope {
+   public:
+    Scope(Scope&& other) noexcept;
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+    Scope& operator=(Scope&&) = delete;
+    ~Scope();  // records the end (when recording)
+
+    void set_gemm(const workload::GemmShape& shape);
+    // For communication scopes: the size as nccl-tests counts it.
+    void set_bytes(int64_t bytes);
+
+   private:
+    friend class OpRecorder;
+    Scope(OpRecorder* recorder, traces::ExecutionOp op);
+    OpRecorder* recorder_ = nullptr;  // nullptr: not recording
+    traces::ExecutionOp op_;
+  };
+
+  // `backend` is synchronized around recorded ops; `rank` is written into
+  // each op.
+  OpRecorder(Backend& backend, int rank);
+
+  // Turns recording on or off; ops of the current iteration carry `iteration`.
+  void set_recording(bool on) { recording_ = on; }
+  bool recording() const { return recording_; }
+  void set_iteration(int iteration) { iteration_ = iteration; }
+  // Sets the origin of recorded times to now.
+  void ResetOrigin();
+  // The current chunk (model chunk of an interleaved schedule) written into ops.
+  void set_chunk(int chunk) { chunk_ = chunk; }
+
+  Scope Compute(std::string_view name, traces::ExecutionPhase phase, std::optional<int> layer,
+                std::optional<int> micro_batch);
+  // `group` is the world ranks of the communicator's group.
+  Scope Communication(std::string_view name, traces::CollectiveOp collective,
+                      traces::ExecutionPhase phase, std::optional<int> layer,
+                      std::optional<int> micro_batch, const std::vector<int>& group,
+                      int64_t bytes);
+
+  const std::vector<traces::ExecutionOp>& ops() const { return ops_; }
+  std::vector<traces::ExecutionOp> TakeOps();
+
+ private:
+  Duration Elapsed() const;
+  Backend* backend_;
+  int rank_;
+  bool recording_ = false;
+  int iteration_ = 0;
+  int chunk_ = 0;
+  double origin_seconds_ = 0;
+  std::vector<traces::ExecutionOp> ops_;
+};
+
+}  // namespace orrery::exec
+
+#endif  // ORRERY_EXEC_OP_RECORDER_H_

@@ -1,0 +1,84 @@
+// Profilers: the measurements calibration needs (issue 8), taken on the
+// machine at hand with the executor's backends.
+//
+//   * Compute: every GEMM, attention-core, norm, element-wise, embedding
+//     and loss shape a model's layers use under a tensor-parallel degree
+//     and micro-batch (from workload::ExpandLayer), timed on one rank's
+//     backend: forward and backward, median of timed repetitions after
+//     warm-up. Written as a traces::ComputeProfile.
+//   * Collectives: all-reduce, all-gather, reduce-scatter, all-to-all and
+//     send/recv over the whole MPI world, sizes from min_bytes to max_bytes
+//     doubling, timed as nccl-tests does (warm-up iterations, a barrier,
+//     `iterations` timed back to back, time = mean per iteration, maximum
+//     over ranks), printed in nccl-tests' columns (size, count, type,
+//     redop, root, time, algbw, busbw, #wrong) and saved in nccl-tests'
+//     log format so that traces::ParseNcclTestsLog and `orrery calibrate`
+//     read them like any nccl-tests log.
+//
+// Thread-safety: called from one thread per rank.
+#ifndef ORRERY_EXEC_PROFILER_H_
+#define ORRERY_EXEC_PROFILER_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "exec/backend.h"
+#include "exec/mpi_world.h"
+#include "traces/collective_op.h"
+#include "traces/compute_profile.h"
+#include "workload/model_spec.h"
+
+namespace orrery::exec {
+
+struct ComputeProfileOptions {
+  int tp = 1;
+  int64_t micro_batch = 1;
+  int64_t sequence_length = 0;  // 0: the model's default
+  int warmup = 2;
+  int repetitions = 10;
+};
+
+// Times the operators of `model`'s layers on `backend`. `progress` (may be
+// empty) is called with a line per measured shape. InvalidArgument when
+// the layout does not divide the model.
+Result<traces::ComputeProfile> ProfileCompute(
+    Backend& backend, const workload::ModelSpec& model, const ComputeProfileOptions& options,
+    const std::function<void(const std::string&)>& progress);
+
+struct CollectiveProfileOptions {
+  std::vector<traces::CollectiveOp> ops;  // empty: the five above
+  int64_t min_bytes = 8;
+  int64_t max_bytes = int64_t{1} << 30;
+  int warmup = 5;
+  int iterations = 20;
+};
+
+// One measured row, as nccl-tests prints it.
+struct CollectiveMeasurement {
+  traces::CollectiveOp op = traces::CollectiveOp::kAllReduce;
+  int ranks = 1;
+  int64_t bytes = 0;  // nccl-tests' size
+  double time_us = 0;
+  double algbw_gbps = 0;  // decimal GB/s
+  double busbw_gbps = 0;
+};
+
+// Collective over `world`: measures every op at every size on `backend`
+// with the world communicator. On rank 0 the measurements and, per op, the
+// nccl-tests-format log text (keyed in the same order as `ops`); `print`
+// (rank 0 only, may be empty) is called with each line of the table as it
+// is measured. Sizes that do not fit the device are skipped with a note.
+struct CollectiveProfile {
+  std::vector<CollectiveMeasurement> rows;
+  std::vector<std::pair<traces::CollectiveOp, std::string>> logs;
+};
+Result<CollectiveProfile> ProfileCollectives(MpiWorld& world, Backend& backend,
+                                             const CollectiveProfileOptions& options,
+                                             const std::function<void(const std::string&)>& print);
+
+}  // namespace orrery::exec
+
+#endif  // ORRERY_EXEC_PROFILER_H_

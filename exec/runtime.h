@@ -1,0 +1,97 @@
+// The executor's runtime: runs real training iterations of a plan on the
+// ranks of an MPI job, one rank per core (cpu) or per GPU (cuda).
+//
+// Each rank finds its coordinates in the plan's grid (workload::RankGroups,
+// Megatron-Core's order), builds its communicators (tp, dp, pp and the
+// embedding group), the units of its model chunks (exec/gpt_model.h) and
+// their parameters, and runs, per iteration:
+//   * its stage's passes in the plan's schedule order
+//     (workload/pipeline_schedule.h: GPipe, 1F1B, Megatron's interleaved
+//     1F1B), receiving each pass's input from the previous stage and
+//     sending its output to the next with batched Isend/Irecv, as
+//     Megatron-LM's p2p_communication;
+//   * data-parallel gradient reduction in buckets of units, launched
+//     asynchronously as each bucket's last backward finishes and waited for
+//     before the optimizer (ZeRO-0: all-reduce; ZeRO-1/2: reduce-scatter,
+//     each rank's AdamW on its shard, all-gather of the parameters; ZeRO-2
+//     reduce-scatters after every micro-batch and keeps only its shard of
+//     the gradients; ZeRO-3 also shards the parameters and all-gathers each
+//     unit's before its forward and its backward);
+//   * the tied-embedding gradient sum, then AdamW.
+// Tokens are synthetic: token t of sample i of the global batch is a hash
+// of (seed, iteration, i, t) modulo the vocabulary, the same whatever the
+// plan, so every plan trains on the same data as the single-rank run.
+//
+// Timing follows nccl-tests: `warmup` iterations, a barrier, then the timed
+// iterations; an iteration's time is the maximum over ranks of the wall
+// time from the barrier before it to the end of its optimizer step
+// (synchronized). Ops are recorded (exec/op_recorder.h) only in the
+// iterations `trace_iterations` selects, which are reported but not timed.
+//
+// Thread-safety: RunTraining is called by every rank of the job, once.
+#ifndef ORRERY_EXEC_RUNTIME_H_
+#define ORRERY_EXEC_RUNTIME_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "exec/backend.h"
+#include "exec/mpi_world.h"
+#include "traces/execution_trace.h"
+#include "workload/model_spec.h"
+#include "workload/plan.h"
+
+namespace orrery::exec {
+
+struct ExecuteOptions {
+  BackendKind backend = BackendKind::kCpu;
+  int iterations = 5;  // timed training steps
+  int warmup = 1;      // untimed steps before them (their losses are reported)
+  int trace_iterations = 0;  // recorded steps after the timed ones
+  uint64_t seed = 1234;
+  AdamHyperparameters adam;
+  // Parameters per data-parallel bucket (Megatron-LM's bucket_size); 0:
+  // max(4·10⁷, 10⁶·dp), Megatron-LM's default.
+  int64_t bucket_parameters = 0;
+  // Gather every full parameter tensor to rank 0 after the last step.
+  bool gather_parameters = false;
+};
+
+// OK when `plan` can run on `world_size` ranks: the plan's devices
+// (pp × tp × cp × dp of its layers) equal world_size; every layer has the
+// same tp, dp, sequence parallelism and ZeRO stage (per-layer recompute
+// may differ); cp = ep = 1; CheckExecutableModel; the schedule is valid for
+// the plan's micro-batches; the stage partition gives each chunk at least
+// one layer. FailedPrecondition listing every reason otherwise, each
+// naming the plan field, e.g. "plan needs 16 ranks (tp 2 × pp 4 × dp 2),
+// the job has 8".
+Status CheckExecutable(const workload::ModelSpec& model, const workload::Plan& plan,
+                       int world_size);
+
+struct ExecutionResult {  // filled on rank 0; other ranks get an empty one
+  std::vector<double> losses;              // one per step, warm-up first
+  std::vector<double> iteration_seconds;   // timed steps only
+  double median_iteration_seconds = 0;
+  double min_iteration_seconds = 0;
+  double max_iteration_seconds = 0;
+  double tokens_per_second = 0;            // global batch tokens / median
+  std::vector<int64_t> peak_memory_bytes;  // per rank (Backend's peak)
+  std::string device;                      // rank 0's Backend::device_name()
+  traces::ExecutionTrace trace;            // ops only when traced
+  // gather_parameters: full tensor name → row-major values.
+  std::map<std::string, std::vector<float>> parameters;
+};
+
+// Runs the plan. Collective over `world`. Errors found before anything
+// starts (CheckExecutable, the backend) are returned on every rank; a
+// failure during the run aborts the job (MpiWorld::Fail).
+Result<ExecutionResult> RunTraining(MpiWorld& world, const workload::ModelSpec& model,
+                                    const workload::Plan& plan, const ExecuteOptions& options);
+
+}  // namespace orrery::exec
+
+#endif  // ORRERY_EXEC_RUNTIME_H_
