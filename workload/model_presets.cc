@@ -71,6 +71,26 @@ ModelSpec Llama(std::string name, int layers, int hidden, int heads, int kv_head
   return m;
 }
 
+// Test-scale GPT: the Megatron GPT structure (learned positions, LayerNorm,
+// GELU, biases, tied embeddings) at 4 layers of hidden 64.
+ModelSpec TinyGpt() {
+  ModelSpec m = MegatronGpt("gpt-tiny", 4, 64, 4,
+                            "Orrery test-scale model (not a published model): the Megatron GPT "
+                            "structure, 4 layers, hidden 64, 4 heads, vocab 512, seq 64");
+  m.vocab_size = 512;
+  m.max_sequence_length = 64;
+  m.default_sequence_length = 64;
+  return m;
+}
+
+// "gpt-tiny"'s Llama counterpart: RMSNorm, SwiGLU, RoPE and grouped-query
+// attention (4 heads sharing 2 kv heads).
+ModelSpec TinyLlama() {
+  return Llama("llama-tiny", 4, 64, 4, 2, 128, 512, 64, 64,
+               "Orrery test-scale model (not a published model): the Llama structure, 4 layers, "
+               "hidden 64, 4 heads / 2 kv heads, FFN 128, vocab 512, seq 64");
+}
+
 ModelSpec Mixtral8x7b() {
   // Jiang et al., "Mixtral of Experts" (arXiv 2401.04088), Table 1: dim
   // 4096, 32 layers, head_dim 128, hidden_dim 14336, 32 heads, 8 kv heads,
@@ -235,6 +255,11 @@ std::vector<ModelSpec> BuildPresets() {
       BertLarge(),
       T5Large(),
       VitLarge(),
+      // Test-scale decoders for running the executor on a few CPU cores
+      // (orrery execute, its correctness tests and the README's example):
+      // the GPT and Llama structures at a size that trains in seconds.
+      TinyGpt(),
+      TinyLlama(),
   };
   for (const ModelSpec& m : presets) {
     Status valid = ValidateModelSpec(m);

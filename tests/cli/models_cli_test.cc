@@ -41,7 +41,7 @@ TEST(ModelsCli, JsonListHasExactCounts) {
   ASSERT_EQ(run.exit_code, 0) << run.err;
   Json doc = ParseOut(run);
   ASSERT_TRUE(doc.contains("models"));
-  EXPECT_EQ(doc["models"].size(), 21u);
+  EXPECT_EQ(doc["models"].size(), 23u);
   bool found = false;
   for (const Json& m : doc["models"]) {
     if (m["name"] == "mixtral-8x7b") {

@@ -52,7 +52,7 @@ TEST(ModelPresets, ParameterCountsEqualThePublishedExactCounts) {
 }
 
 TEST(ModelPresets, EveryPresetValidatesAndCitesASource) {
-  ASSERT_EQ(ModelPresets().size(), 21u);
+  ASSERT_EQ(ModelPresets().size(), 23u);
   for (const ModelSpec& m : ModelPresets()) {
     EXPECT_TRUE(ValidateModelSpec(m).ok()) << m.name << ": " << ValidateModelSpec(m).message();
     EXPECT_FALSE(m.source.empty()) << m.name;
@@ -80,7 +80,7 @@ TEST(ModelPresets, UnknownNameIsNotFoundAndListsThePresets) {
   EXPECT_NE(m.status().message().find("unknown model preset 'llama4-8b' (presets: gpt-1.7b, "),
             std::string::npos)
       << m.status().message();
-  EXPECT_NE(m.status().message().find("vit-large)"), std::string::npos);
+  EXPECT_NE(m.status().message().find("vit-large, gpt-tiny, llama-tiny)"), std::string::npos);
 }
 
 // Narayanan et al. SC21 Table 1: the published sizes are Eq. 2 rounded to
