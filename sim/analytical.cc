@@ -671,7 +671,7 @@ Result<AnalyticalEstimate> AnalyticalModel::EstimateValidated(
   // Costs, the path collectives timed on the stage's own groups.
   std::vector<int> stage_of_layer(static_cast<size_t>(plan.num_layers()), 0);
   {
-    const std::vector<std::pair<int, int>> ranges = ChunkLayers(plan);
+    const std::vector<std::pair<int, int>> ranges = ChunkLayerRanges(plan);
     for (size_t k = 0; k < ranges.size(); ++k) {
       for (int l = ranges[k].first; l < ranges[k].first + ranges[k].second; ++l) {
         stage_of_layer[static_cast<size_t>(l)] = static_cast<int>(k) / vpp;

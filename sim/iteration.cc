@@ -94,7 +94,7 @@ Result<IterationReport> SimulateIteration(const workload::ModelSpec& model,
         stage.path_comm += l.ForwardComm() + l.BackwardComm();
       }
     }
-    stage.first_layer = ChunkLayers(plan)[static_cast<size_t>(s * built.costs.vpp)].first;
+    stage.first_layer = ChunkLayerRanges(plan)[static_cast<size_t>(s * built.costs.vpp)].first;
     bool have = false;
     for (LaneId lane : lanes) {
       const LaneTimes& t = replay.lanes[static_cast<size_t>(lane)];

@@ -144,22 +144,6 @@ int64_t ChunkCost::Parameters() const {
   return total;
 }
 
-std::vector<std::pair<int, int>> ChunkLayers(const workload::Plan& plan) {
-  const int p = plan.pp;
-  const int v = plan.schedule == workload::PipelineSchedule::kInterleaved ? plan.vpp : 1;
-  const std::vector<int> counts = plan.StageLayerCounts();
-  std::vector<std::pair<int, int>> out(static_cast<size_t>(p * v));
-  int first = 0;
-  for (int c = 0; c < v; ++c) {
-    for (int s = 0; s < p; ++s) {
-      const int count = counts[static_cast<size_t>(s)] / v;
-      out[static_cast<size_t>(s * v + c)] = {first, count};
-      first += count;
-    }
-  }
-  return out;
-}
-
 Result<StageCostTable> BuildStageCosts(const workload::ModelSpec& model,
                                        const workload::Plan& plan,
                                        const costmodel::ComputeModel& compute,
@@ -176,7 +160,7 @@ Result<StageCostTable> BuildStageCosts(const workload::ModelSpec& model,
   table.pp = plan.pp;
   table.vpp = plan.schedule == workload::PipelineSchedule::kInterleaved ? plan.vpp : 1;
   const int64_t seq = plan.sequence_length;
-  const std::vector<std::pair<int, int>> ranges = ChunkLayers(plan);
+  const std::vector<std::pair<int, int>> ranges = ChunkLayerRanges(plan);
   workload::ExpansionOptions expansion;
   expansion.flash_attention = options.flash_attention;
   // Layers of one kind under one strategy and micro-batch cost the same (a

@@ -52,6 +52,7 @@
 #include "topology/cluster_spec.h"
 #include "workload/model_spec.h"
 #include "workload/operators.h"
+#include "workload/pipeline_schedule.h"
 #include "workload/plan.h"
 
 namespace orrery::sim {
@@ -111,12 +112,8 @@ struct StageCostTable {
   }
 };
 
-// The transformer layers [first, first + count) of each (stage, chunk):
-// stage s's plan.StageLayerCounts()[s] layers split into vpp equal chunks,
-// chunk c of stage s being virtual stage c·pp + s in model order
-// (Megatron-LM's interleaved assignment). Returns pairs indexed
-// stage·vpp + chunk. REQUIRES: a valid plan.
-std::vector<std::pair<int, int>> ChunkLayers(const workload::Plan& plan);
+// The layers of each (stage, chunk): workload::ChunkLayerRanges.
+using workload::ChunkLayerRanges;
 
 // Builds the table. `collective_time` gives the uncontended time of `count`
 // calls of a path collective for layer `plan_layer` (the caller knows the

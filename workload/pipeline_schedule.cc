@@ -107,4 +107,20 @@ int ForwardsBeforeFirstBackward(PipelineSchedule schedule, int p, int s, int m, 
   return m;
 }
 
+std::vector<std::pair<int, int>> ChunkLayerRanges(const Plan& plan) {
+  const int p = plan.pp;
+  const int v = plan.schedule == PipelineSchedule::kInterleaved ? plan.vpp : 1;
+  const std::vector<int> counts = plan.StageLayerCounts();
+  std::vector<std::pair<int, int>> out(static_cast<size_t>(p * v));
+  int first = 0;
+  for (int c = 0; c < v; ++c) {
+    for (int s = 0; s < p; ++s) {
+      const int count = counts[static_cast<size_t>(s)] / v;
+      out[static_cast<size_t>(s * v + c)] = {first, count};
+      first += count;
+    }
+  }
+  return out;
+}
+
 }  // namespace orrery::workload

@@ -36,6 +36,7 @@
 #ifndef ORRERY_WORKLOAD_PIPELINE_SCHEDULE_H_
 #define ORRERY_WORKLOAD_PIPELINE_SCHEDULE_H_
 
+#include <utility>
 #include <vector>
 
 #include "core/status.h"
@@ -68,6 +69,13 @@ std::vector<PipelinePass> StageSchedule(PipelineSchedule schedule, int p, int s,
 // when the schedule has no backward before its last forward).
 // REQUIRES: as StageSchedule.
 int ForwardsBeforeFirstBackward(PipelineSchedule schedule, int p, int s, int m, int vpp);
+
+// The transformer layers [first, first + count) of each (stage, chunk):
+// stage s's plan.StageLayerCounts()[s] layers split into vpp equal chunks
+// (vpp = 1 unless interleaved), chunk c of stage s being virtual stage
+// c·pp + s in model order (Megatron-LM's interleaved assignment). Returns
+// pairs indexed stage·vpp + chunk. REQUIRES: a valid plan.
+std::vector<std::pair<int, int>> ChunkLayerRanges(const Plan& plan);
 
 }  // namespace orrery::workload
 

@@ -53,7 +53,7 @@ TEST(ChunkLayers, InterleavedChunksAreVirtualStagesInModelOrder) {
   plan.schedule = workload::PipelineSchedule::kInterleaved;
   plan.vpp = 3;
   // 24 layers, 12 per stage, 4 per chunk; virtual stage c·p + s.
-  const std::vector<std::pair<int, int>> ranges = ChunkLayers(plan);
+  const std::vector<std::pair<int, int>> ranges = ChunkLayerRanges(plan);
   ASSERT_EQ(ranges.size(), 6u);
   EXPECT_EQ(ranges[0], std::make_pair(0, 4));   // stage 0 chunk 0: virtual 0
   EXPECT_EQ(ranges[3], std::make_pair(4, 4));   // stage 1 chunk 0: virtual 1
