@@ -32,3 +32,37 @@ if(CUDAToolkit_FOUND)
 else()
   message(STATUS "Orrery: no CUDA toolkit found: CUDA backend of exec/ not built (CPU backend only)")
 endif()
+
+# The CUDA language, for the backend's kernels (exec/cuda/cuda_kernels.cu):
+# enabled only with the toolkit above, using its nvcc unless CUDACXX or
+# CMAKE_CUDA_COMPILER names another. An nvcc that cannot compile turns the
+# backend off instead of failing the configure.
+if(ORRERY_HAVE_CUDA)
+  include(CheckLanguage)
+  if(NOT DEFINED CMAKE_CUDA_COMPILER AND NOT DEFINED ENV{CUDACXX}
+     AND EXISTS "${CUDAToolkit_NVCC_EXECUTABLE}")
+    set(ENV{CUDACXX} "${CUDAToolkit_NVCC_EXECUTABLE}")
+  endif()
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    # One real architecture plus its PTX keeps the build fast: "80" embeds
+    # sm_80 code and compute_80 PTX, which the driver JIT-compiles for newer
+    # GPUs (H100 included). Override with -DCMAKE_CUDA_ARCHITECTURES=90 etc.
+    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+      set(CMAKE_CUDA_ARCHITECTURES 80 CACHE STRING "CUDA architectures of the kernels")
+    endif()
+    set(CMAKE_CUDA_STANDARD 17)
+    set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+    set(CMAKE_CUDA_EXTENSIONS OFF)
+    # The shared runtime, as CUDA::cudart that the C++ sources link: one
+    # runtime per process.
+    set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)
+    if(ORRERY_CCACHE)
+      set(CMAKE_CUDA_COMPILER_LAUNCHER ${ORRERY_CCACHE})
+    endif()
+    enable_language(CUDA)
+  else()
+    set(ORRERY_HAVE_CUDA OFF)
+    message(STATUS "Orrery: the CUDA toolkit's nvcc cannot compile: CUDA backend not built")
+  endif()
+endif()

@@ -1,2 +1,970 @@
-// Placeholder: being written.
-namespace orrery::exec {}
+#include "exec/runtime.h"
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/check.h"
+#include "core/json.h"
+#include "exec/communicator.h"
+#include "exec/gpt_model.h"
+#include "exec/op_recorder.h"
+#include "workload/pipeline_schedule.h"
+#include "workload/plan_json.h"
+
+namespace orrery::exec {
+
+namespace {
+
+using traces::CollectiveOp;
+using traces::ExecutionPhase;
+using workload::ParallelDim;
+using workload::PipelinePass;
+
+// The head's copy of the tied word embeddings has the embedding's name
+// (exec/gpt_model.h).
+constexpr char kWordEmbeddings[] = "embedding.word_embeddings.weight";
+
+// splitmix64's finalizer (Steele, Lea & Flood, OOPSLA 2014): a bijective
+// mix of 64 bits, the counter-based generator of the synthetic tokens.
+uint64_t Mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+// Token `position` of global sample `sample` of step `iteration`.
+int32_t SyntheticToken(uint64_t seed, int iteration, int64_t sample, int64_t position,
+                       int vocab) {
+  uint64_t h = Mix(seed);
+  h = Mix(h ^ static_cast<uint64_t>(iteration));
+  h = Mix(h ^ static_cast<uint64_t>(sample));
+  h = Mix(h ^ static_cast<uint64_t>(position));
+  return static_cast<int32_t>(h % static_cast<uint64_t>(vocab));
+}
+
+int64_t RoundUp(int64_t n, int64_t multiple) { return (n + multiple - 1) / multiple * multiple; }
+
+// The group of `rank` among `groups`, and its index in it.
+std::pair<std::vector<int>, int> GroupOf(const std::vector<std::vector<int>>& groups, int rank) {
+  for (const std::vector<int>& g : groups) {
+    for (size_t i = 0; i < g.size(); ++i) {
+      if (g[i] == rank) return {g, static_cast<int>(i)};
+    }
+  }
+  ORRERY_CHECK(false) << "rank " << rank << " is in no group";
+  return {};
+}
+
+// A run of parameters that is reduced, sharded and updated as one: a
+// data-parallel bucket of units (ZeRO 0/1), or one unit (ZeRO 2/3). Its
+// flat buffers hold its units back to back; `size` is padded to a multiple
+// of dp when sharded, and this rank's shard is [dp_rank·shard, +shard).
+struct Space {
+  int64_t size = 0;
+  int64_t shard = 0;
+  DeviceArray<float> params;       // full; ZeRO 0, 1, 2
+  DeviceArray<float> grads;        // full; ZeRO 0, 1
+  DeviceArray<float> param_shard;  // ZeRO 3
+  DeviceArray<float> grad_shard;   // ZeRO 1, 2, 3
+  DeviceArray<float> adam_m;       // size (ZeRO 0) or shard
+  DeviceArray<float> adam_v;
+  std::vector<int> units;
+  int units_pending = 0;  // units whose last backward of the step has not run
+  std::unique_ptr<CommRequest> reduction;
+};
+
+struct UnitSlot {
+  std::unique_ptr<ModelUnit> unit;
+  int chunk = 0;
+  int space = 0;
+  int64_t offset = 0;  // in the space's flat buffers
+  int64_t count = 0;   // parameter_count()
+  int backwards_left = 0;
+};
+
+// The activations of one (micro-batch, chunk) between its forward and its
+// backward: the received input and each unit's output but the head's.
+struct LiveActivations {
+  DeviceArray<float> input;
+  std::vector<DeviceArray<float>> outputs;
+  std::unique_ptr<CommRequest> send;  // of outputs.back() to the next virtual stage
+};
+
+// One micro-batch's synthetic data on the device.
+struct DeviceBatch {
+  DeviceArray<int32_t> tokens;
+  DeviceArray<int32_t> targets;
+  DeviceArray<int32_t> positions;
+  MicroBatch mb;
+};
+
+// A transfer waiting to be posted with the next step's receives.
+struct PendingSend {
+  const float* data = nullptr;
+  int64_t count = 0;
+  int peer = 0;
+  bool activation = true;  // else a gradient
+  int micro_batch = 0;
+  int chunk = 0;
+  std::unique_ptr<CommRequest>* request = nullptr;  // where to keep the request
+};
+
+class Trainer {
+ public:
+  Trainer(MpiWorld& world, const workload::ModelSpec& model, const workload::Plan& plan,
+          const ExecuteOptions& options, Backend& backend)
+      : world_(world), model_(model), plan_(plan), options_(options), backend_(backend),
+        recorder_(backend, world.rank()) {}
+
+  Status Setup();
+  // Runs step `iteration` (0-based, counting warm-up) and returns the loss
+  // of the global batch on every rank.
+  double Step(int iteration);
+  OpRecorder& recorder() { return recorder_; }
+  // Rank 0: full tensor name → values (collective).
+  std::map<std::string, std::vector<float>> GatherParameters();
+
+ private:
+  Result<std::unique_ptr<Communicator>> Make(const std::vector<int>& group) {
+    return MakeCommunicator(world_, backend_, group);
+  }
+  void BuildUnits();
+  void AllocateParameters();
+  std::vector<DeviceBatch> MakeBatches(int iteration);
+  // The parameters of unit `u` for a pass; ZeRO-3 gathers them into `scratch`.
+  const float* ParamsFor(int u, DeviceArray<float>& scratch, ExecutionPhase phase,
+                         std::optional<int> micro_batch);
+  void Forward(const MicroBatch& mb, int chunk);
+  void Backward(const MicroBatch& mb, int chunk);
+  void UnitBackwardDone(int u);
+  void ReduceGradients();
+  void SumTiedGradients();
+  void OptimizerStep(int64_t step);
+  int64_t rows() const {
+    return ActivationRows(plan_.sequence_length, plan_.micro_batch_size, tp_size_,
+                          sequence_parallel_);
+  }
+  int64_t activation_elements() const { return rows() * model_.hidden_size; }
+  std::optional<int> LayerOf(int u) const { return units_[static_cast<size_t>(u)].unit->layer(); }
+
+  MpiWorld& world_;
+  const workload::ModelSpec& model_;
+  const workload::Plan& plan_;
+  const ExecuteOptions& options_;
+  Backend& backend_;
+  OpRecorder recorder_;
+
+  int tp_size_ = 1, dp_size_ = 1, pp_size_ = 1, vpp_ = 1, micro_batches_ = 1;
+  int tp_rank_ = 0, dp_rank_ = 0, stage_ = 0;
+  int zero_ = 0;
+  bool sequence_parallel_ = false;
+  std::unique_ptr<Communicator> tp_, dp_, pp_, embedding_;
+  std::vector<UnitSlot> units_;
+  std::vector<std::vector<int>> chunk_units_;  // per chunk, forward order
+  std::vector<Space> spaces_;
+  std::map<std::pair<int, int>, LiveActivations> live_;
+  // Gradients sent to the previous virtual stage, kept until their sends
+  // complete (a deque: PendingSend points into it).
+  std::deque<std::pair<std::unique_ptr<CommRequest>, DeviceArray<float>>> grad_sends_;
+  std::vector<PendingSend> pending_sends_;
+  // Gradient received for the backward of (micro-batch, chunk).
+  std::map<std::pair<int, int>, DeviceArray<float>> received_grads_;
+  int head_unit_ = -1, embedding_unit_ = -1;
+  int current_micro_batch_ = 0;
+};
+
+Status Trainer::Setup() {
+  const workload::LayerStrategy& l = plan_.layers.front();
+  tp_size_ = l.tp;
+  dp_size_ = l.dp;
+  pp_size_ = plan_.pp;
+  vpp_ = plan_.schedule == workload::PipelineSchedule::kInterleaved ? plan_.vpp : 1;
+  micro_batches_ = plan_.NumMicroBatches();
+  zero_ = l.zero_stage;
+  sequence_parallel_ = l.sequence_parallel;
+  const int rank = world_.rank();
+  auto [tp_group, tp_rank] = GroupOf(workload::RankGroups(plan_, 0, ParallelDim::kTp), rank);
+  auto [dp_group, dp_rank] = GroupOf(workload::RankGroups(plan_, 0, ParallelDim::kDp), rank);
+  auto [pp_group, stage] = GroupOf(workload::RankGroups(plan_, 0, ParallelDim::kPp), rank);
+  tp_rank_ = tp_rank;
+  dp_rank_ = dp_rank;
+  stage_ = stage;
+  // Every rank makes the communicators in the same order (MakeCommunicator
+  // is collective over the world).
+  ORRERY_ASSIGN_OR_RETURN(tp_, Make(tp_group));
+  ORRERY_ASSIGN_OR_RETURN(dp_, Make(dp_group));
+  ORRERY_ASSIGN_OR_RETURN(pp_, Make(pp_group));
+  if (model_.tied_embeddings && pp_size_ > 1) {
+    // Megatron-LM's embedding group: the first and last stage of each
+    // pipeline; the other ranks form singletons so the groups partition
+    // the world.
+    std::vector<int> group = {rank};
+    if (stage_ == 0 || stage_ == pp_size_ - 1) group = {pp_group.front(), pp_group.back()};
+    ORRERY_ASSIGN_OR_RETURN(embedding_, Make(group));
+  }
+  BuildUnits();
+  AllocateParameters();
+  return Status::Ok();
+}
+
+void Trainer::BuildUnits() {
+  UnitContext context;
+  context.model = &model_;
+  context.backend = &backend_;
+  context.tp = tp_.get();
+  context.sequence_parallel = sequence_parallel_;
+  context.recorder = &recorder_;
+  const std::vector<std::pair<int, int>> ranges = workload::ChunkLayerRanges(plan_);
+  chunk_units_.assign(static_cast<size_t>(vpp_), {});
+  for (int c = 0; c < vpp_; ++c) {
+    auto add = [&](std::unique_ptr<ModelUnit> unit) {
+      UnitSlot slot;
+      slot.count = unit->parameter_count();
+      slot.unit = std::move(unit);
+      slot.chunk = c;
+      chunk_units_[static_cast<size_t>(c)].push_back(static_cast<int>(units_.size()));
+      units_.push_back(std::move(slot));
+    };
+    if (stage_ == 0 && c == 0) {
+      embedding_unit_ = static_cast<int>(units_.size());
+      add(MakeEmbedding(context));
+    }
+    const auto [first, count] = ranges[static_cast<size_t>(stage_ * vpp_ + c)];
+    for (int layer = first; layer < first + count; ++layer) {
+      add(MakeBlock(context, layer, plan_.layers[static_cast<size_t>(layer)].recompute));
+    }
+    if (stage_ == pp_size_ - 1 && c == vpp_ - 1) {
+      head_unit_ = static_cast<int>(units_.size());
+      add(MakeHead(context));
+    }
+  }
+}
+
+void Trainer::AllocateParameters() {
+  // Units in backward order: the last chunk's last unit first.
+  std::vector<int> backward_order;
+  for (int c = vpp_ - 1; c >= 0; --c) {
+    const std::vector<int>& us = chunk_units_[static_cast<size_t>(c)];
+    backward_order.insert(backward_order.end(), us.rbegin(), us.rend());
+  }
+  const int64_t dp = dp_size_;
+  if (zero_ <= 1) {
+    // Megatron-LM's DDP buckets: runs of units in backward order of at
+    // least bucket_size parameters, default max(4·10⁷, 10⁶·dp)
+    // (megatron/core/distributed/distributed_data_parallel.py).
+    const int64_t bucket = options_.bucket_parameters > 0
+                               ? options_.bucket_parameters
+                               : std::max<int64_t>(40'000'000, 1'000'000 * dp);
+    for (int u : backward_order) {
+      if (spaces_.empty() || spaces_.back().size >= bucket) spaces_.emplace_back();
+      Space& s = spaces_.back();
+      UnitSlot& slot = units_[static_cast<size_t>(u)];
+      slot.space = static_cast<int>(spaces_.size()) - 1;
+      slot.offset = s.size;
+      s.size += slot.count;
+      s.units.push_back(u);
+    }
+  } else {
+    for (int u : backward_order) {
+      Space& s = spaces_.emplace_back();
+      UnitSlot& slot = units_[static_cast<size_t>(u)];
+      slot.space = static_cast<int>(spaces_.size()) - 1;
+      slot.offset = 0;
+      s.size = slot.count;
+      s.units.push_back(u);
+    }
+  }
+  for (Space& s : spaces_) {
+    if (zero_ >= 1) s.size = RoundUp(std::max<int64_t>(s.size, 1), dp);
+    s.shard = zero_ >= 1 ? s.size / dp : s.size;
+    if (zero_ <= 2) {
+      s.params = DeviceArray<float>(backend_, s.size);
+      backend_.Fill(s.params.data(), s.size, 0.0f);
+      for (int u : s.units) {
+        UnitSlot& slot = units_[static_cast<size_t>(u)];
+        slot.unit->InitializeParameters(options_.seed, s.params.data() + slot.offset);
+      }
+    } else {
+      DeviceArray<float> full(backend_, s.size);
+      backend_.Fill(full.data(), s.size, 0.0f);
+      UnitSlot& slot = units_[static_cast<size_t>(s.units.front())];
+      slot.unit->InitializeParameters(options_.seed, full.data());
+      s.param_shard = DeviceArray<float>(backend_, s.shard);
+      backend_.CopyOnDevice(full.data() + dp_rank_ * s.shard, s.param_shard.data(),
+                            s.shard * int64_t{sizeof(float)});
+    }
+    if (zero_ <= 1) s.grads = DeviceArray<float>(backend_, s.size);
+    if (zero_ >= 1) s.grad_shard = DeviceArray<float>(backend_, s.shard);
+    s.adam_m = DeviceArray<float>(backend_, s.shard);
+    s.adam_v = DeviceArray<float>(backend_, s.shard);
+    backend_.Fill(s.adam_m.data(), s.shard, 0.0f);
+    backend_.Fill(s.adam_v.data(), s.shard, 0.0f);
+  }
+  backend_.Synchronize();
+}
+
+std::vector<DeviceBatch> Trainer::MakeBatches(int iteration) {
+  std::vector<DeviceBatch> batches(static_cast<size_t>(micro_batches_));
+  const bool needs_data = embedding_unit_ >= 0 || head_unit_ >= 0;
+  const int64_t b = plan_.micro_batch_size;
+  const int64_t seq = plan_.sequence_length;
+  const float loss_scale =
+      static_cast<float>(1.0 / (static_cast<double>(plan_.global_batch_size) * seq));
+  for (int i = 0; i < micro_batches_; ++i) {
+    DeviceBatch& d = batches[static_cast<size_t>(i)];
+    d.mb.index = i;
+    d.mb.batch = b;
+    d.mb.sequence = seq;
+    d.mb.loss_scale = loss_scale;
+    if (!needs_data) continue;
+    const int64_t n = seq * b;
+    std::vector<int32_t> tokens(static_cast<size_t>(n)), targets(static_cast<size_t>(n)),
+        positions(static_cast<size_t>(n));
+    // Replica dp_rank's micro-batch i holds the global samples
+    // [(i·dp + dp_rank)·b, +b); rows are sequence-major (row = t·b + j).
+    const int64_t first_sample = (static_cast<int64_t>(i) * dp_size_ + dp_rank_) * b;
+    for (int64_t j = 0; j < b; ++j) {
+      for (int64_t t = 0; t < seq; ++t) {
+        const size_t row = static_cast<size_t>(t * b + j);
+        tokens[row] = SyntheticToken(options_.seed, iteration, first_sample + j, t,
+                                     model_.vocab_size);
+        targets[row] = SyntheticToken(options_.seed, iteration, first_sample + j, t + 1,
+                                      model_.vocab_size);
+        positions[row] = static_cast<int32_t>(t);
+      }
+    }
+    d.tokens = DeviceArray<int32_t>(backend_, n);
+    d.targets = DeviceArray<int32_t>(backend_, n);
+    d.positions = DeviceArray<int32_t>(backend_, n);
+    const int64_t bytes = n * int64_t{sizeof(int32_t)};
+    backend_.CopyFromHost(tokens.data(), d.tokens.data(), bytes);
+    backend_.CopyFromHost(targets.data(), d.targets.data(), bytes);
+    backend_.CopyFromHost(positions.data(), d.positions.data(), bytes);
+    d.mb.tokens = d.tokens.data();
+    d.mb.targets = d.targets.data();
+    d.mb.positions = d.positions.data();
+  }
+  return batches;
+}
+
+const float* Trainer::ParamsFor(int u, DeviceArray<float>& scratch, ExecutionPhase phase,
+                                std::optional<int> micro_batch) {
+  const UnitSlot& slot = units_[static_cast<size_t>(u)];
+  Space& s = spaces_[static_cast<size_t>(slot.space)];
+  if (zero_ <= 2) return s.params.data() + slot.offset;
+  // ZeRO-3: gather the unit's full parameters for this pass only.
+  scratch = DeviceArray<float>(backend_, s.size);
+  OpRecorder::Scope scope = recorder_.Communication(
+      "dp.allgather", CollectiveOp::kAllGather, phase, LayerOf(u), micro_batch,
+      dp_->world_ranks(), s.size * int64_t{sizeof(float)});
+  dp_->AllGather(s.param_shard.data(), scratch.data(), s.shard);
+  return scratch.data();
+}
+
+void Trainer::Forward(const MicroBatch& mb, int chunk) {
+  LiveActivations& live = live_[{mb.index, chunk}];
+  const std::vector<int>& us = chunk_units_[static_cast<size_t>(chunk)];
+  const float* input = live.input.empty() ? nullptr : live.input.data();
+  for (int u : us) {
+    UnitSlot& slot = units_[static_cast<size_t>(u)];
+    DeviceArray<float> scratch;
+    const float* params = ParamsFor(u, scratch, ExecutionPhase::kForward, mb.index);
+    float* output = nullptr;
+    if (slot.unit->kind() != UnitKind::kHead) {
+      live.outputs.emplace_back(backend_, activation_elements());
+      output = live.outputs.back().data();
+    }
+    slot.unit->Forward(mb, params, input, output);
+    input = output;
+  }
+}
+
+void Trainer::UnitBackwardDone(int u) {
+  UnitSlot& slot = units_[static_cast<size_t>(u)];
+  if (--slot.backwards_left > 0) return;
+  Space& s = spaces_[static_cast<size_t>(slot.space)];
+  if (--s.units_pending > 0 || zero_ >= 2) return;
+  // The bucket's last backward of the step: launch its reduction now, so
+  // that it overlaps the backward passes still to run (Megatron-LM's
+  // overlap_grad_reduce). Gradients are summed, not averaged: the loss is
+  // already scaled by 1 / global tokens.
+  if (zero_ == 0) {
+    s.reduction = dp_->AllReduceAsync(s.grads.data(), s.size);
+  } else {
+    s.reduction = dp_->ReduceScatterAsync(s.grads.data(), s.grad_shard.data(), s.shard);
+  }
+}
+
+void Trainer::Backward(const MicroBatch& mb, int chunk) {
+  auto it = live_.find({mb.index, chunk});
+  ORRERY_CHECK(it != live_.end()) << "backward before forward";
+  LiveActivations& live = it->second;
+  const std::vector<int>& us = chunk_units_[static_cast<size_t>(chunk)];
+  DeviceArray<float> grad_output;
+  auto received = received_grads_.find({mb.index, chunk});
+  if (received != received_grads_.end()) {
+    grad_output = std::move(received->second);
+    received_grads_.erase(received);
+  }
+  for (int k = static_cast<int>(us.size()) - 1; k >= 0; --k) {
+    const int u = us[static_cast<size_t>(k)];
+    UnitSlot& slot = units_[static_cast<size_t>(u)];
+    Space& s = spaces_[static_cast<size_t>(slot.space)];
+    DeviceArray<float> scratch;
+    const float* params = ParamsFor(u, scratch, ExecutionPhase::kBackward, mb.index);
+    DeviceArray<float> transient;  // ZeRO 2/3: this micro-batch's gradients only
+    float* grads = nullptr;
+    if (zero_ >= 2) {
+      transient = DeviceArray<float>(backend_, s.size);
+      backend_.Fill(transient.data(), s.size, 0.0f);
+      grads = transient.data();
+    } else {
+      grads = s.grads.data() + slot.offset;
+    }
+    DeviceArray<float> grad_input;
+    if (slot.unit->kind() != UnitKind::kEmbedding) {
+      grad_input = DeviceArray<float>(backend_, activation_elements());
+    }
+    slot.unit->Backward(mb, params, grads, grad_output.empty() ? nullptr : grad_output.data(),
+                        grad_input.empty() ? nullptr : grad_input.data());
+    scratch.Reset();
+    if (zero_ >= 2) {
+      // ZeRO-2/3: reduce-scatter this micro-batch's gradients at once and
+      // keep only this rank's shard (Rajbhandari et al. §5.2).
+      DeviceArray<float> shard(backend_, s.shard);
+      {
+        OpRecorder::Scope scope = recorder_.Communication(
+            "dp.reducescatter", CollectiveOp::kReduceScatter, ExecutionPhase::kGradientSync,
+            LayerOf(u), mb.index, dp_->world_ranks(), s.size * int64_t{sizeof(float)});
+        dp_->ReduceScatter(transient.data(), shard.data(), s.shard);
+      }
+      backend_.Axpy(1.0f, shard.data(), s.grad_shard.data(), s.shard);
+    }
+    grad_output = std::move(grad_input);
+    UnitBackwardDone(u);
+  }
+  // What is left in grad_output is d(loss)/d(chunk input), sent back by
+  // the caller; keep it alive until its send completes.
+  if (!grad_output.empty()) grad_sends_.emplace_back(nullptr, std::move(grad_output));
+  for (const PendingSend& p : pending_sends_) {
+    ORRERY_CHECK(p.request != &live.send) << "backward before its forward's send was posted";
+  }
+  if (live.send != nullptr) live.send->Wait();
+  live_.erase(it);
+}
+
+void Trainer::ReduceGradients() {
+  for (Space& s : spaces_) {
+    if (s.reduction == nullptr) continue;
+    OpRecorder::Scope scope = recorder_.Communication(
+        zero_ == 0 ? "dp.allreduce" : "dp.reducescatter",
+        zero_ == 0 ? CollectiveOp::kAllReduce : CollectiveOp::kReduceScatter,
+        ExecutionPhase::kGradientSync, std::nullopt, std::nullopt, dp_->world_ranks(),
+        s.size * int64_t{sizeof(float)});
+    s.reduction->Wait();
+    s.reduction.reset();
+  }
+}
+
+void Trainer::SumTiedGradients() {
+  if (!model_.tied_embeddings) return;
+  std::vector<int> holders;
+  if (embedding_unit_ >= 0) holders.push_back(embedding_unit_);
+  if (head_unit_ >= 0) holders.push_back(head_unit_);
+  if (holders.empty()) return;
+  // The tied tensor's dp-summed gradient of each holder, full (not
+  // sharded): under ZeRO the shards of the two copies do not line up, so
+  // the space is all-gathered first and this rank's shard written back
+  // after the sum.
+  struct Copy {
+    float* grad = nullptr;
+    int64_t size = 0;
+  };
+  std::map<int, DeviceArray<float>> gathered;  // ZeRO >= 1: space → its full gradients
+  std::vector<Copy> copies;
+  for (int u : holders) {
+    UnitSlot& slot = units_[static_cast<size_t>(u)];
+    Space& s = spaces_[static_cast<size_t>(slot.space)];
+    const ParameterShard* tied = nullptr;
+    for (const ParameterShard& p : slot.unit->parameters()) {
+      if (p.name == kWordEmbeddings) tied = &p;
+    }
+    ORRERY_CHECK(tied != nullptr) << slot.unit->name() << " has no " << kWordEmbeddings;
+    float* base = nullptr;
+    if (zero_ == 0) {
+      base = s.grads.data();
+    } else {
+      auto [at, inserted] = gathered.try_emplace(slot.space);
+      if (inserted) {
+        at->second = DeviceArray<float>(backend_, s.size);
+        OpRecorder::Scope scope = recorder_.Communication(
+            "dp.allgather", CollectiveOp::kAllGather, ExecutionPhase::kGradientSync,
+            std::nullopt, std::nullopt, dp_->world_ranks(), s.size * int64_t{sizeof(float)});
+        dp_->AllGather(s.grad_shard.data(), at->second.data(), s.shard);
+      }
+      base = at->second.data();
+    }
+    copies.push_back({base + slot.offset + tied->offset, tied->size});
+  }
+  if (copies.size() == 2) {
+    // pp = 1: both copies on this rank.
+    ORRERY_CHECK(copies[0].size == copies[1].size);
+    backend_.Add(copies[0].grad, copies[1].grad, copies[0].grad, copies[0].size);
+    backend_.CopyOnDevice(copies[0].grad, copies[1].grad,
+                          copies[0].size * int64_t{sizeof(float)});
+  } else {
+    ORRERY_CHECK(embedding_ != nullptr);
+    OpRecorder::Scope scope = recorder_.Communication(
+        "embedding.allreduce", CollectiveOp::kAllReduce, ExecutionPhase::kGradientSync,
+        std::nullopt, std::nullopt, embedding_->world_ranks(),
+        copies[0].size * int64_t{sizeof(float)});
+    embedding_->AllReduce(copies[0].grad, copies[0].size);
+  }
+  for (auto& [space, full] : gathered) {
+    Space& s = spaces_[static_cast<size_t>(space)];
+    backend_.CopyOnDevice(full.data() + dp_rank_ * s.shard, s.grad_shard.data(),
+                          s.shard * int64_t{sizeof(float)});
+  }
+}
+
+void Trainer::OptimizerStep(int64_t step) {
+  for (Space& s : spaces_) {
+    {
+      OpRecorder::Scope scope = recorder_.Compute("optimizer.adam", ExecutionPhase::kOptimizer,
+                                                  std::nullopt, std::nullopt);
+      if (zero_ == 0) {
+        backend_.AdamStep(s.params.data(), s.grads.data(), s.adam_m.data(), s.adam_v.data(),
+                          s.size, options_.adam, step);
+      } else if (zero_ <= 2) {
+        backend_.AdamStep(s.params.data() + dp_rank_ * s.shard, s.grad_shard.data(),
+                          s.adam_m.data(), s.adam_v.data(), s.shard, options_.adam, step);
+      } else {
+        backend_.AdamStep(s.param_shard.data(), s.grad_shard.data(), s.adam_m.data(),
+                          s.adam_v.data(), s.shard, options_.adam, step);
+      }
+    }
+    if (zero_ == 1 || zero_ == 2) {
+      // Every replica gets the updated parameters (Megatron-LM's
+      // distributed optimizer all-gathers them after the step).
+      DeviceArray<float> mine(backend_, s.shard);
+      backend_.CopyOnDevice(s.params.data() + dp_rank_ * s.shard, mine.data(),
+                            s.shard * int64_t{sizeof(float)});
+      OpRecorder::Scope scope = recorder_.Communication(
+          "dp.allgather", CollectiveOp::kAllGather, ExecutionPhase::kOptimizer, std::nullopt,
+          std::nullopt, dp_->world_ranks(), s.size * int64_t{sizeof(float)});
+      dp_->AllGather(mine.data(), s.params.data(), s.shard);
+    }
+  }
+}
+
+double Trainer::Step(int iteration) {
+  recorder_.set_iteration(iteration);
+  std::vector<DeviceBatch> batches = MakeBatches(iteration);
+  for (Space& s : spaces_) {
+    if (zero_ <= 1) backend_.Fill(s.grads.data(), s.size, 0.0f);
+    if (zero_ >= 2) backend_.Fill(s.grad_shard.data(), s.shard, 0.0f);
+    s.units_pending = static_cast<int>(s.units.size());
+  }
+  for (UnitSlot& slot : units_) slot.backwards_left = micro_batches_;
+
+  const std::vector<PipelinePass> passes =
+      workload::StageSchedule(plan_.schedule, pp_size_, stage_, micro_batches_, vpp_);
+  const int virtual_stages = pp_size_ * vpp_;
+  const int next = (stage_ + 1) % pp_size_;
+  const int previous = (stage_ + pp_size_ - 1) % pp_size_;
+  const int64_t elements = activation_elements();
+  const int64_t bytes = elements * int64_t{sizeof(float)};
+
+  // Steps of the schedule: each warm-up and cool-down pass alone, and each
+  // steady-state forward with the backward after it (F(w+i), B(i)).
+  // Before a step, one batch on the pp communicator: the sends of the
+  // previous step, then the receives of this step's passes — Megatron-LM's
+  // send_forward_recv_forward / send_forward_backward_recv_forward_backward
+  // (schedules.py). Under NCCL's rule (a batch completes only when every
+  // peer has posted its matching batch, and a rank's batches run one after
+  // another) this order cannot deadlock: the step's receives never wait for
+  // a send this rank posts later, and holding the forward's send until the
+  // pair's backward is what makes interleaved 1F1B safe; posting each send
+  // alone right after its pass does deadlock interleaved 1F1B with m > p.
+  // We checked this by exhaustively simulating NCCL's semantics for every
+  // schedule with p <= 6, m <= 14, vpp <= 4 (docs/executor.md). Messages
+  // between a pair of ranks match in posting order, and both sides post
+  // in the same (micro-batch, chunk) order, so one communicator carries
+  // activations and gradients alike.
+  int first_backward = 0;
+  while (first_backward < static_cast<int>(passes.size()) &&
+         !passes[static_cast<size_t>(first_backward)].backward) {
+    ++first_backward;
+  }
+  const int total_forwards = micro_batches_ * vpp_;
+  const int warmup = first_backward < total_forwards ? first_backward - 1 : total_forwards;
+  std::vector<std::vector<PipelinePass>> steps;
+  for (size_t i = 0; i < passes.size();) {
+    if (static_cast<int>(i) >= warmup && i + 1 < passes.size() && !passes[i].backward &&
+        passes[i + 1].backward) {
+      steps.push_back({passes[i], passes[i + 1]});
+      i += 2;
+    } else {
+      steps.push_back({passes[i]});
+      i += 1;
+    }
+  }
+
+  auto post_sends = [&]() {
+    for (PendingSend& p : pending_sends_) {
+      OpRecorder::Scope scope = recorder_.Communication(
+          "pp.send", CollectiveOp::kSendRecv,
+          p.activation ? ExecutionPhase::kForward : ExecutionPhase::kBackward, std::nullopt,
+          p.micro_batch, {world_.rank(), pp_->world_ranks()[static_cast<size_t>(p.peer)]},
+          p.count * int64_t{sizeof(float)});
+      *p.request = pp_->Isend(p.data, p.count, p.peer);
+    }
+    pending_sends_.clear();
+  };
+
+  for (const std::vector<PipelinePass>& step : steps) {
+    post_sends();
+    // Receives of this step.
+    std::vector<std::pair<std::unique_ptr<CommRequest>, const PipelinePass*>> receives;
+    for (const PipelinePass& pass : step) {
+      const int vs = pass.chunk * pp_size_ + stage_;
+      if (!pass.backward && vs > 0) {
+        LiveActivations& live = live_[{pass.micro_batch, pass.chunk}];
+        live.input = DeviceArray<float>(backend_, elements);
+        receives.emplace_back(pp_->Irecv(live.input.data(), elements, previous), &pass);
+      } else if (pass.backward && vs < virtual_stages - 1) {
+        DeviceArray<float>& g = received_grads_[{pass.micro_batch, pass.chunk}];
+        g = DeviceArray<float>(backend_, elements);
+        receives.emplace_back(pp_->Irecv(g.data(), elements, next), &pass);
+      }
+    }
+    for (const PipelinePass& pass : step) {
+      recorder_.set_chunk(pass.chunk);
+      current_micro_batch_ = pass.micro_batch;
+      for (auto& [request, of] : receives) {
+        if (of != &pass) continue;
+        OpRecorder::Scope scope = recorder_.Communication(
+            "pp.recv", CollectiveOp::kSendRecv,
+            pass.backward ? ExecutionPhase::kBackward : ExecutionPhase::kForward, std::nullopt,
+            pass.micro_batch,
+            {world_.rank(),
+             pp_->world_ranks()[static_cast<size_t>(pass.backward ? next : previous)]},
+            bytes);
+        request->Wait();
+      }
+      const MicroBatch& mb = batches[static_cast<size_t>(pass.micro_batch)].mb;
+      const int vs = pass.chunk * pp_size_ + stage_;
+      if (!pass.backward) {
+        Forward(mb, pass.chunk);
+        if (vs < virtual_stages - 1) {
+          LiveActivations& live = live_[{pass.micro_batch, pass.chunk}];
+          pending_sends_.push_back({live.outputs.back().data(), elements, next, true,
+                                    pass.micro_batch, pass.chunk, &live.send});
+        }
+      } else {
+        Backward(mb, pass.chunk);
+        if (vs > 0) {
+          auto& [request, buffer] = grad_sends_.back();
+          pending_sends_.push_back({buffer.data(), elements, previous, false, pass.micro_batch,
+                                    pass.chunk, &request});
+        }
+      }
+    }
+    recorder_.set_chunk(0);
+  }
+  post_sends();
+  ReduceGradients();
+  for (auto& [request, buffer] : grad_sends_) {
+    if (request != nullptr) request->Wait();
+  }
+  grad_sends_.clear();
+  ORRERY_CHECK(live_.empty() && received_grads_.empty());
+  SumTiedGradients();
+  OptimizerStep(iteration + 1);
+
+  double loss = 0;
+  if (head_unit_ >= 0 && tp_rank_ == 0) {
+    const ModelUnit& head = *units_[static_cast<size_t>(head_unit_)].unit;
+    for (int i = 0; i < micro_batches_; ++i) {
+      loss += head.LossSum(i) * static_cast<double>(batches[0].mb.loss_scale);
+    }
+  }
+  backend_.Synchronize();
+  return loss;
+}
+
+std::map<std::string, std::vector<float>> Trainer::GatherParameters() {
+  // Each rank's local tensors, from dp rank 0 (the replicas are equal).
+  Json mine = Json::array();
+  for (Space& s : spaces_) {
+    DeviceArray<float> gathered;
+    const float* full = s.params.data();
+    if (zero_ == 3) {
+      gathered = DeviceArray<float>(backend_, s.size);
+      dp_->AllGather(s.param_shard.data(), gathered.data(), s.shard);
+      full = gathered.data();
+    }
+    if (dp_rank_ != 0) continue;
+    std::vector<float> host(static_cast<size_t>(s.size));
+    backend_.CopyToHost(full, host.data(), s.size * int64_t{sizeof(float)});
+    for (int u : s.units) {
+      const UnitSlot& slot = units_[static_cast<size_t>(u)];
+      for (const ParameterShard& p : slot.unit->parameters()) {
+        Json t = Json::object();
+        t["name"] = p.name;
+        t["full_shape"] = p.full_shape;
+        t["split_dim"] = p.split_dim;
+        Json pieces = Json::array();
+        for (const auto& [b, e] : p.pieces) pieces.push_back(Json::array({b, e}));
+        t["pieces"] = pieces;
+        const float* values = host.data() + slot.offset + p.offset;
+        t["values"] = std::vector<float>(values, values + p.size);
+        mine.push_back(std::move(t));
+      }
+    }
+  }
+  std::vector<std::string> all = world_.GatherToRoot(mine.dump());
+  std::map<std::string, std::vector<float>> out;
+  for (const std::string& text : all) {
+    const Json tensors = Json::parse(text);
+    for (const Json& t : tensors) {
+      const std::vector<int64_t> shape = t["full_shape"].get<std::vector<int64_t>>();
+      const int split = t["split_dim"].get<int>();
+      const std::vector<float> values = t["values"].get<std::vector<float>>();
+      int64_t total = 1;
+      for (int64_t d : shape) total *= d;
+      std::vector<float>& full = out[t["name"].get<std::string>()];
+      full.resize(static_cast<size_t>(total));
+      const int64_t rows = shape.size() == 2 ? shape[0] : total;
+      const int64_t cols = shape.size() == 2 ? shape[1] : 1;
+      if (split < 0) {
+        std::copy(values.begin(), values.end(), full.begin());
+        continue;
+      }
+      // Local extent along the split dimension.
+      int64_t local = 0;
+      for (const Json& piece : t["pieces"]) {
+        local += piece[1].get<int64_t>() - piece[0].get<int64_t>();
+      }
+      int64_t at = 0;  // position along the split dimension in the local tensor
+      for (const Json& piece : t["pieces"]) {
+        const int64_t begin = piece[0].get<int64_t>(), end = piece[1].get<int64_t>();
+        for (int64_t i = begin; i < end; ++i, ++at) {
+          if (split == 0 || shape.size() == 1) {
+            for (int64_t c = 0; c < cols; ++c) {
+              full[static_cast<size_t>(i * cols + c)] = values[static_cast<size_t>(at * cols + c)];
+            }
+          } else {
+            for (int64_t r = 0; r < rows; ++r) {
+              full[static_cast<size_t>(r * cols + i)] = values[static_cast<size_t>(r * local + at)];
+            }
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+}  // namespace
+
+Status CheckExecutable(const workload::ModelSpec& model, const workload::Plan& plan,
+                       int world_size) {
+  std::vector<std::string> reasons;
+  if (plan.layers.empty()) {
+    return FailedPreconditionError("plan.layers: the plan has no layers");
+  }
+  if (plan.num_layers() != model.total_layers()) {
+    reasons.push_back("plan.num_layers: " + std::to_string(plan.num_layers()) +
+                      " layers, the model " + model.name + " has " +
+                      std::to_string(model.total_layers()));
+  }
+  const workload::LayerStrategy& l = plan.layers.front();
+  for (int i = 1; i < plan.num_layers(); ++i) {
+    const workload::LayerStrategy& o = plan.layers[static_cast<size_t>(i)];
+    if (o.tp != l.tp || o.dp != l.dp || o.cp != l.cp || o.ep != l.ep ||
+        o.sequence_parallel != l.sequence_parallel || o.zero_stage != l.zero_stage) {
+      reasons.push_back("plan.layers[" + std::to_string(i) +
+                        "]: tp, dp, cp, ep, sequence_parallel and zero_stage must be the same "
+                        "in every layer (the executor does not run per-layer layouts yet; "
+                        "recompute may differ)");
+      break;
+    }
+  }
+  if (l.cp != 1) {
+    reasons.push_back("plan.layers.cp: context parallelism (cp " + std::to_string(l.cp) +
+                      ") is not supported by the executor yet");
+  }
+  if (l.ep != 1) {
+    reasons.push_back("plan.layers.ep: expert parallelism (ep " + std::to_string(l.ep) +
+                      ") is not supported by the executor yet");
+  }
+  if (l.zero_stage < 0 || l.zero_stage > 3) {
+    reasons.push_back("plan.layers.zero_stage: expected 0, 1, 2 or 3, got " +
+                      std::to_string(l.zero_stage));
+  }
+  const int64_t needed = int64_t{plan.pp} * l.tp * l.cp * l.dp;
+  if (needed != world_size) {
+    std::string dims = "tp " + std::to_string(l.tp) + " × pp " + std::to_string(plan.pp);
+    if (l.cp != 1) dims += " × cp " + std::to_string(l.cp);
+    dims += " × dp " + std::to_string(l.dp);
+    reasons.push_back("plan needs " + std::to_string(needed) + " ranks (" + dims +
+                      "), the job has " + std::to_string(world_size));
+  }
+  if (l.tp >= 1 && l.dp >= 1 && plan.micro_batch_size >= 1 && plan.sequence_length >= 1) {
+    Status model_ok = CheckExecutableModel(model, l.tp, l.sequence_parallel,
+                                           plan.micro_batch_size, plan.sequence_length);
+    if (!model_ok.ok()) reasons.push_back(model_ok.message());
+  }
+  const int64_t per_micro_batch = int64_t{plan.micro_batch_size} * l.dp;
+  if (plan.micro_batch_size < 1 || plan.global_batch_size < 1 ||
+      plan.global_batch_size % per_micro_batch != 0) {
+    reasons.push_back("plan.global_batch_size: " + std::to_string(plan.global_batch_size) +
+                      " is not a multiple of micro_batch_size × dp (" +
+                      std::to_string(plan.micro_batch_size) + " × " + std::to_string(l.dp) +
+                      ")");
+  } else if (plan.pp >= 1) {
+    const int vpp = plan.schedule == workload::PipelineSchedule::kInterleaved ? plan.vpp : 1;
+    Status schedule =
+        workload::CheckStageSchedule(plan.schedule, plan.pp, plan.NumMicroBatches(), plan.vpp);
+    if (!schedule.ok()) reasons.push_back(schedule.message());
+    if (plan.schedule == workload::PipelineSchedule::kInterleaved && plan.pp < 2) {
+      reasons.push_back("plan.pipeline.schedule: the interleaved schedule needs pp >= 2");
+    }
+    if (!plan.stage_layers.empty()) {
+      int sum = 0;
+      for (int c : plan.stage_layers) sum += c;
+      if (static_cast<int>(plan.stage_layers.size()) != plan.pp || sum != plan.num_layers()) {
+        reasons.push_back("plan.pipeline.stage_layers: expected " + std::to_string(plan.pp) +
+                          " counts summing to " + std::to_string(plan.num_layers()));
+      }
+    }
+    if (vpp >= 1 && reasons.empty()) {
+      const std::vector<int> counts = plan.StageLayerCounts();
+      for (int s = 0; s < plan.pp; ++s) {
+        const int c = counts[static_cast<size_t>(s)];
+        if (c < vpp || c % vpp != 0) {
+          reasons.push_back("plan.pipeline.stage_layers: stage " + std::to_string(s) + " has " +
+                            std::to_string(c) + " layers, which do not split into " +
+                            std::to_string(vpp) + " model chunks of at least one layer each");
+        }
+      }
+    }
+  } else {
+    reasons.push_back("plan.pipeline.pp: expected >= 1, got " + std::to_string(plan.pp));
+  }
+  if (reasons.empty()) return Status::Ok();
+  std::string message = "the plan cannot run on " + std::to_string(world_size) + " rank" +
+                        (world_size == 1 ? "" : "s") + ":";
+  for (const std::string& r : reasons) message += "\n  " + r;
+  return FailedPreconditionError(message);
+}
+
+Result<ExecutionResult> RunTraining(MpiWorld& world, const workload::ModelSpec& model,
+                                    const workload::Plan& plan, const ExecuteOptions& options) {
+  ORRERY_RETURN_IF_ERROR(CheckExecutable(model, plan, world.size()));
+  if (options.iterations < 1 || options.warmup < 0 || options.trace_iterations < 0) {
+    return InvalidArgumentError("iterations must be >= 1, warmup and trace_iterations >= 0");
+  }
+  Result<std::unique_ptr<Backend>> made = MakeBackend(options.backend, world.local_rank());
+  ORRERY_RETURN_IF_ERROR(world.AgreeOnStatus(made.status()));
+  Backend& backend = **made;
+
+  Trainer trainer(world, model, plan, options, backend);
+  Status setup = trainer.Setup();
+  if (!setup.ok()) world.Fail(setup);
+
+  const int total_steps = options.warmup + options.iterations + options.trace_iterations;
+  std::vector<double> losses;
+  std::vector<double> step_seconds;  // this rank's, every step
+  std::vector<double> timed;         // max over ranks, timed steps only
+  for (int step = 0; step < total_steps; ++step) {
+    const bool traced = step >= options.warmup + options.iterations;
+    trainer.recorder().set_recording(traced);
+    world.Barrier();
+    if (step == 0) trainer.recorder().ResetOrigin();
+    const double start = MpiWorld::Now();
+    const double loss = trainer.Step(step);
+    const double seconds = MpiWorld::Now() - start;  // Step ends synchronized
+    step_seconds.push_back(seconds);
+    const double slowest = world.AllReduceMax(seconds);
+    if (step >= options.warmup && !traced) timed.push_back(slowest);
+    losses.push_back(world.AllReduceSum(loss));
+  }
+  trainer.recorder().set_recording(false);
+
+  ExecutionResult result;
+  std::map<std::string, std::vector<float>> parameters;
+  if (options.gather_parameters) parameters = trainer.GatherParameters();
+
+  // Per-rank numbers and ops to rank 0.
+  Json mine = Json::object();
+  mine["peak"] = backend.peak_allocated_bytes();
+  mine["times"] = step_seconds;
+  std::vector<std::string> summaries = world.GatherToRoot(mine.dump());
+  std::vector<std::string> ops =
+      world.GatherToRoot(traces::ExecutionOpsToJson(trainer.recorder().TakeOps()));
+  if (world.rank() != 0) return ExecutionResult{};
+
+  result.losses = losses;
+  result.iteration_seconds = timed;
+  result.median_iteration_seconds = Median(timed);
+  result.min_iteration_seconds = *std::min_element(timed.begin(), timed.end());
+  result.max_iteration_seconds = *std::max_element(timed.begin(), timed.end());
+  result.tokens_per_second =
+      result.median_iteration_seconds > 0
+          ? static_cast<double>(plan.global_batch_size) * plan.sequence_length /
+                result.median_iteration_seconds
+          : 0;
+  result.device = backend.device_name();
+  result.parameters = std::move(parameters);
+
+  traces::ExecutionTrace& trace = result.trace;
+  trace.model = model.name;
+  trace.backend = std::string(BackendKindName(options.backend));
+  trace.device = result.device;
+  trace.world_size = world.size();
+  trace.plan = workload::PlanToJson(plan);
+  trace.micro_batch_size = plan.micro_batch_size;
+  trace.sequence_length = plan.sequence_length;
+  std::vector<std::vector<double>> rank_times;
+  for (const std::string& s : summaries) {
+    const Json j = Json::parse(s);
+    result.peak_memory_bytes.push_back(j["peak"].get<int64_t>());
+    rank_times.push_back(j["times"].get<std::vector<double>>());
+  }
+  for (int step = 0; step < total_steps; ++step) {
+    traces::ExecutionIteration it;
+    it.iteration = step;
+    it.warmup = step < options.warmup;
+    for (const std::vector<double>& t : rank_times) {
+      it.rank_times.push_back(Seconds(t[static_cast<size_t>(step)]));
+    }
+    it.loss = losses[static_cast<size_t>(step)];
+    trace.iterations.push_back(std::move(it));
+  }
+  for (size_t r = 0; r < ops.size(); ++r) {
+    Result<std::vector<traces::ExecutionOp>> parsed =
+        traces::ParseExecutionOps(ops[r], "ops of rank " + std::to_string(r));
+    if (!parsed.ok()) world.Fail(parsed.status());
+    trace.ops.insert(trace.ops.end(), parsed->begin(), parsed->end());
+  }
+  return result;
+}
+
+}  // namespace orrery::exec
