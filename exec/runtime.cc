@@ -40,14 +40,26 @@ uint64_t Mix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-// Token `position` of global sample `sample` of step `iteration`.
-int32_t SyntheticToken(uint64_t seed, int iteration, int64_t sample, int64_t position,
-                       int vocab) {
-  uint64_t h = Mix(seed);
-  h = Mix(h ^ static_cast<uint64_t>(iteration));
-  h = Mix(h ^ static_cast<uint64_t>(sample));
-  h = Mix(h ^ static_cast<uint64_t>(position));
-  return static_cast<int32_t>(h % static_cast<uint64_t>(vocab));
+// The tokens 0 … count − 1 of global sample `sample` of step `iteration`:
+// a walk through a fixed successor function of the vocabulary. The first
+// token is a hash of (seed, iteration, sample); each next one is
+// Successor(previous), a hash of (seed, token) modulo the vocabulary, the
+// same function at every step. The data is thus a learnable bigram table:
+// the loss starts near log V and falls as the model learns it, which a
+// stream of independent random tokens (whose loss stays at log V whatever
+// the model does) would not show.
+std::vector<int32_t> SyntheticSample(uint64_t seed, int iteration, int64_t sample, int64_t count,
+                                     int vocab) {
+  const uint64_t v = static_cast<uint64_t>(vocab);
+  std::vector<int32_t> tokens(static_cast<size_t>(count));
+  uint64_t token = Mix(Mix(Mix(seed) ^ static_cast<uint64_t>(iteration)) ^
+                       static_cast<uint64_t>(sample)) % v;
+  const uint64_t successor_key = Mix(seed ^ 0x5eed5eed5eed5eedULL);
+  for (int64_t t = 0; t < count; ++t) {
+    tokens[static_cast<size_t>(t)] = static_cast<int32_t>(token);
+    token = Mix(successor_key ^ token) % v;
+  }
+  return tokens;
 }
 
 int64_t RoundUp(int64_t n, int64_t multiple) { return (n + multiple - 1) / multiple * multiple; }
@@ -332,12 +344,12 @@ std::vector<DeviceBatch> Trainer::MakeBatches(int iteration) {
     // [(i·dp + dp_rank)·b, +b); rows are sequence-major (row = t·b + j).
     const int64_t first_sample = (static_cast<int64_t>(i) * dp_size_ + dp_rank_) * b;
     for (int64_t j = 0; j < b; ++j) {
+      const std::vector<int32_t> sample = SyntheticSample(
+          options_.seed, iteration, first_sample + j, seq + 1, model_.vocab_size);
       for (int64_t t = 0; t < seq; ++t) {
         const size_t row = static_cast<size_t>(t * b + j);
-        tokens[row] = SyntheticToken(options_.seed, iteration, first_sample + j, t,
-                                     model_.vocab_size);
-        targets[row] = SyntheticToken(options_.seed, iteration, first_sample + j, t + 1,
-                                      model_.vocab_size);
+        tokens[row] = sample[static_cast<size_t>(t)];
+        targets[row] = sample[static_cast<size_t>(t + 1)];
         positions[row] = static_cast<int32_t>(t);
       }
     }

@@ -18,9 +18,11 @@
 //     the gradients; ZeRO-3 also shards the parameters and all-gathers each
 //     unit's before its forward and its backward);
 //   * the tied-embedding gradient sum, then AdamW.
-// Tokens are synthetic: token t of sample i of the global batch is a hash
-// of (seed, iteration, i, t) modulo the vocabulary, the same whatever the
-// plan, so every plan trains on the same data as the single-rank run.
+// Tokens are synthetic: sample i of the global batch at step k starts at a
+// hash of (seed, k, i) and walks a fixed successor function of the
+// vocabulary (a hash of seed and token), the same whatever the plan, so
+// every plan trains on the same data as the single-rank run, and the loss
+// falls from log V as the model learns the successor table.
 //
 // Timing follows nccl-tests: `warmup` iterations, a barrier, then the timed
 // iterations; an iteration's time is the maximum over ranks of the wall
