@@ -60,28 +60,6 @@ constexpr std::string_view kExamples =
     "nccl_allreduce_1node_8xH100_dgx_nvswitch_dgxc-benchmarking.log\n"
     "  orrery collective --cluster dgx-h100 --nodes 4 --op alltoall --ranks 32 --format json\n";
 
-// nccl-tests' parsesize: a count with an optional K, M or G suffix (binary).
-Result<Bytes> ParseSize(std::string_view option, const std::string& text) {
-  std::string digits = text;
-  int64_t unit = 1;
-  if (!digits.empty()) {
-    switch (digits.back()) {
-      case 'K': case 'k': unit = int64_t{1} << 10; break;
-      case 'M': case 'm': unit = int64_t{1} << 20; break;
-      case 'G': case 'g': unit = int64_t{1} << 30; break;
-      default: break;
-    }
-    if (unit != 1) digits.pop_back();
-  }
-  bool ok = !digits.empty() && digits.size() <= 15;
-  for (char c : digits) ok = ok && c >= '0' && c <= '9';
-  if (!ok) {
-    return InvalidArgumentError(std::string(option) +
-                                ": expected a size like 8, 1K, 16M or 16G, got '" + text + "'");
-  }
-  return Bytes(std::stoll(digits) * unit);
-}
-
 // nccl-tests prints times with 2, 1 or 0 decimals as they grow.
 std::string FormatTime(double us) {
   char buf[32];
@@ -93,20 +71,6 @@ std::string FormatTime(double us) {
     std::snprintf(buf, sizeof buf, "%7.2f", us);
   }
   return buf;
-}
-
-std::string_view RedOp(CollectiveOp op) {
-  switch (op) {
-    case CollectiveOp::kAllReduce:
-    case CollectiveOp::kReduceScatter:
-    case CollectiveOp::kReduce:
-    case CollectiveOp::kSendRecv: return "sum";
-    default: return "none";
-  }
-}
-
-int Root(CollectiveOp op) {
-  return op == CollectiveOp::kBroadcast || op == CollectiveOp::kReduce ? 0 : -1;
 }
 
 struct Row {
@@ -146,11 +110,15 @@ int RunCollective(const std::vector<std::string>& args, CommandIo& io) {
   if (!format.ok()) return ReportError(kCommand, format.status(), io);
   Result<CollectiveOp> op = traces::ParseCollectiveOp(vm["op"].as<std::string>());
   if (!op.ok()) return ReportError(kCommand, op.status().WithContext("--op"), io);
-  Result<Bytes> min_bytes = ParseSize("--min-bytes", vm["min-bytes"].as<std::string>());
+  Result<int64_t> min_bytes =
+      traces::ParseNcclTestsSize("--min-bytes", vm["min-bytes"].as<std::string>());
   if (!min_bytes.ok()) return ReportError(kCommand, min_bytes.status(), io);
-  Result<Bytes> max_bytes = ParseSize("--max-bytes", vm["max-bytes"].as<std::string>());
+  Result<int64_t> max_bytes =
+      traces::ParseNcclTestsSize("--max-bytes", vm["max-bytes"].as<std::string>());
   if (!max_bytes.ok()) return ReportError(kCommand, max_bytes.status(), io);
-  if (*min_bytes < Bytes(1) || *max_bytes < *min_bytes) {
+  const Bytes min_size(*min_bytes);
+  const Bytes max_size(*max_bytes);
+  if (min_size < Bytes(1) || max_size < min_size) {
     return ReportError(kCommand,
                        InvalidArgumentError("--min-bytes and --max-bytes: expected 1 <= min <= "
                                             "max, got " + vm["min-bytes"].as<std::string>() +
@@ -189,7 +157,7 @@ int RunCollective(const std::vector<std::string>& args, CommandIo& io) {
   if (!model.ok()) return ReportError(kCommand, model.status(), io);
 
   std::vector<Row> rows;
-  for (Bytes size = *min_bytes; size <= *max_bytes; size = size * factor) {
+  for (Bytes size = min_size; size <= max_size; size = size * factor) {
     Result<CollectiveEstimate> e = model->Estimate(*op, size, *group);
     if (!e.ok()) return ReportError(kCommand, e.status(), io);
     rows.push_back({size, traces::NcclTestsCount(*op, size.count(), ranks, 4), *e});
@@ -234,7 +202,7 @@ int RunCollective(const std::vector<std::string>& args, CommandIo& io) {
     char line[256];
     std::snprintf(line, sizeof line, "%12lld  %12lld  %8s  %6s  %6d  %s %7.2f %7.2f  %s\n",
                   static_cast<long long>(r.size.count()), static_cast<long long>(r.count),
-                  "float", std::string(RedOp(*op)).c_str(), Root(*op),
+                  "float", std::string(traces::NcclTestsRedOp(*op)).c_str(), traces::NcclTestsRoot(*op),
                   FormatTime(r.estimate.time.ToMicros()).c_str(), r.estimate.algbw.ToGBps(),
                   r.estimate.busbw.ToGBps(), r.estimate.AlgorithmLabel().c_str());
     out << line;

@@ -78,28 +78,6 @@ constexpr std::string_view kExamples =
 constexpr std::string_view kCpuDefaultMaxBytes = "4M";
 constexpr std::string_view kCudaDefaultMaxBytes = "1G";
 
-// nccl-tests' parsesize: a count with an optional K, M or G suffix (binary).
-Result<int64_t> ParseSize(std::string_view option, const std::string& text) {
-  std::string digits = text;
-  int64_t unit = 1;
-  if (!digits.empty()) {
-    switch (digits.back()) {
-      case 'K': case 'k': unit = int64_t{1} << 10; break;
-      case 'M': case 'm': unit = int64_t{1} << 20; break;
-      case 'G': case 'g': unit = int64_t{1} << 30; break;
-      default: break;
-    }
-    if (unit != 1) digits.pop_back();
-  }
-  bool ok = !digits.empty() && digits.size() <= 12;
-  for (char c : digits) ok = ok && c >= '0' && c <= '9';
-  if (!ok) {
-    return InvalidArgumentError(std::string(option) +
-                                ": expected a size like 8, 64K, 16M or 1G, got '" + text + "'");
-  }
-  return std::stoll(digits) * unit;
-}
-
 Result<std::vector<CollectiveOp>> ParseOps(const std::string& text) {
   std::vector<CollectiveOp> ops;
   std::stringstream in(text);
@@ -198,8 +176,8 @@ Result<Settings> ReadSettings(const po::variables_map& vm) {
                                               ? kCpuDefaultMaxBytes
                                               : kCudaDefaultMaxBytes);
   ORRERY_ASSIGN_OR_RETURN(int64_t min_bytes,
-                          ParseSize("--min-bytes", vm["min-bytes"].as<std::string>()));
-  ORRERY_ASSIGN_OR_RETURN(int64_t max_bytes, ParseSize("--max-bytes", max_text));
+                          traces::ParseNcclTestsSize("--min-bytes", vm["min-bytes"].as<std::string>()));
+  ORRERY_ASSIGN_OR_RETURN(int64_t max_bytes, traces::ParseNcclTestsSize("--max-bytes", max_text));
   if (min_bytes < 1 || max_bytes < min_bytes) {
     return InvalidArgumentError("--min-bytes and --max-bytes: expected 1 <= min <= max, got " +
                                 vm["min-bytes"].as<std::string>() + " and " + max_text);

@@ -409,20 +409,6 @@ class ComputeProfiler {
 
 constexpr int kElementBytes = 4;  // float32, nccl-tests' default type
 
-std::string_view RedOp(CollectiveOp op) {
-  switch (op) {
-    case CollectiveOp::kAllReduce:
-    case CollectiveOp::kReduceScatter:
-    case CollectiveOp::kReduce:
-    case CollectiveOp::kSendRecv: return "sum";
-    default: return "none";
-  }
-}
-
-int Root(CollectiveOp op) {
-  return op == CollectiveOp::kBroadcast || op == CollectiveOp::kReduce ? 0 : -1;
-}
-
 // nccl-tests prints times with 2, 1 or 0 decimals as they grow.
 std::string FormatTime(double us) {
   char buf[32];
@@ -511,10 +497,10 @@ class CollectiveProfiler {
         comm_.AllReduce(recv, count);
         break;
       case CollectiveOp::kBroadcast:
-        if (!in_place && rank_ == Root(op)) {
+        if (!in_place && rank_ == NcclTestsRoot(op)) {
           backend_.CopyOnDevice(send, recv, count * kElementBytes);
         }
-        comm_.Broadcast(recv, count, Root(op));
+        comm_.Broadcast(recv, count, NcclTestsRoot(op));
         break;
       case CollectiveOp::kAllGather:
         comm_.AllGather(send, recv, count);
@@ -565,7 +551,7 @@ class CollectiveProfiler {
         };
         break;
       case CollectiveOp::kBroadcast:
-        if (r == Root(op)) {
+        if (r == NcclTestsRoot(op)) {
           upload(in_place ? recv_.data() : send_.data(), count,
                  [&](int64_t i) { return CheckValue(0, i); });
         }
@@ -800,7 +786,7 @@ Result<CollectiveProfile> ProfileCollectives(MpiWorld& world, Backend& backend,
       char row[128];
       std::snprintf(row, sizeof row, "%12lld  %12lld  %8s  %6s  %6d",
                     static_cast<long long>(bytes), static_cast<long long>(count), "float",
-                    std::string(RedOp(op)).c_str(), Root(op));
+                    std::string(NcclTestsRedOp(op)).c_str(), NcclTestsRoot(op));
       emit(log, row + VariantColumns(out_of_place) + VariantColumns(in_place));
       CollectiveMeasurement m;
       m.op = op;

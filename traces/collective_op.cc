@@ -81,4 +81,41 @@ int64_t NcclTestsCount(CollectiveOp op, int64_t size_bytes, int ranks, int eleme
   }
 }
 
+std::string_view NcclTestsRedOp(CollectiveOp op) {
+  switch (op) {
+    case CollectiveOp::kAllReduce:
+    case CollectiveOp::kReduceScatter:
+    case CollectiveOp::kReduce:
+    case CollectiveOp::kSendRecv: return "sum";
+    default: return "none";
+  }
+}
+
+int NcclTestsRoot(CollectiveOp op) {
+  return op == CollectiveOp::kBroadcast || op == CollectiveOp::kReduce ? 0 : -1;
+}
+
+Result<int64_t> ParseNcclTestsSize(std::string_view option, std::string_view text) {
+  std::string digits(text);
+  int64_t unit = 1;
+  if (!digits.empty()) {
+    switch (digits.back()) {
+      case 'K': case 'k': unit = int64_t{1} << 10; break;
+      case 'M': case 'm': unit = int64_t{1} << 20; break;
+      case 'G': case 'g': unit = int64_t{1} << 30; break;
+      default: break;
+    }
+    if (unit != 1) digits.pop_back();
+  }
+  // 12 digits keep digits × 2^30 within int64.
+  bool ok = !digits.empty() && digits.size() <= 12;
+  for (char c : digits) ok = ok && c >= '0' && c <= '9';
+  if (!ok) {
+    return InvalidArgumentError(std::string(option) +
+                                ": expected a size like 8, 64K, 16M or 1G, got '" +
+                                std::string(text) + "'");
+  }
+  return std::stoll(digits) * unit;
+}
+
 }  // namespace orrery::traces

@@ -14,6 +14,7 @@
 #ifndef ORRERY_TRACES_COLLECTIVE_OP_H_
 #define ORRERY_TRACES_COLLECTIVE_OP_H_
 
+#include <cstdint>
 #include <string_view>
 #include <vector>
 
@@ -55,6 +56,18 @@ double BusBandwidthFactor(CollectiveOp op, int ranks);
 // the whole count otherwise.
 // REQUIRES: ranks >= 1, element_bytes >= 1.
 int64_t NcclTestsCount(CollectiveOp op, int64_t size_bytes, int ranks, int element_bytes);
+
+// The "redop" column nccl-tests prints: "sum" for the reducing ops and
+// send/recv (which nccl-tests runs with ncclSum), "none" otherwise.
+std::string_view NcclTestsRedOp(CollectiveOp op);
+// The "root" column: 0 for broadcast and reduce, -1 for the rest.
+int NcclTestsRoot(CollectiveOp op);
+
+// A size as nccl-tests' -b/-e flags take it (its parsesize): digits with an
+// optional K, M or G suffix, binary (1K = 1024). InvalidArgument prefixed
+// with `option` ("--max-bytes: expected a size like 8, 64K, 16M or 1G, got
+// '1T'") otherwise.
+Result<int64_t> ParseNcclTestsSize(std::string_view option, std::string_view text);
 
 }  // namespace orrery::traces
 
