@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <ostream>
 #include <set>
 #include <string>
 #include <vector>
@@ -93,6 +94,11 @@ struct Layout {
   int ranks;
   const char* flags;
 };
+
+// What ctest and gtest print for a layout.
+void PrintTo(const Layout& layout, std::ostream* os) {
+  *os << layout.model << " on " << layout.ranks << " ranks: " << layout.flags;
+}
 
 class ExecuteMatchesTheSingleRankRun : public ::testing::TestWithParam<Layout> {};
 
