@@ -138,6 +138,7 @@ Json ReportJson(const exec::ExecutionResult& r, const workload::ModelSpec& model
   j["iteration_time_s"] = times;
   j["tokens_per_s"] = r.tokens_per_second;
   j["losses"] = r.losses;
+  j["grad_norms"] = r.grad_norms;
   j["peak_memory_bytes"] = r.peak_memory_bytes;
   return j;
 }
@@ -149,11 +150,11 @@ std::string ReportText(const exec::ExecutionResult& r, const workload::ModelSpec
   out << "Executed " << PlanLine(model, plan, world_size) << "\n";
   out << "  backend " << exec::BackendKindName(options.backend) << " (" << r.device
       << "), fp32, AdamW lr " << options.adam.learning_rate << "\n\n";
-  out << "  step  loss\n";
+  out << "  step  loss       grad norm\n";
   for (size_t i = 0; i < r.losses.size(); ++i) {
     std::string label = std::to_string(i);
     label.resize(6, ' ');
-    out << "  " << label << Fixed(r.losses[i], 6);
+    out << "  " << label << Fixed(r.losses[i], 6) << "   " << Fixed(r.grad_norms[i], 6);
     if (static_cast<int>(i) < options.warmup) {
       out << "  (warm-up)";
     } else if (static_cast<int>(i) >= options.warmup + options.iterations) {

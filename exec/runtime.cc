@@ -1,6 +1,7 @@
 #include "exec/runtime.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -140,6 +141,10 @@ class Trainer {
   // Runs step `iteration` (0-based, counting warm-up) and returns the loss
   // of the global batch on every rank.
   double Step(int iteration);
+  // This rank's share of the squared L2 norm of the step's gradient (after
+  // the reductions, before the optimizer), such that the sum over ranks is
+  // the squared norm of the single-rank run's gradient.
+  double gradient_square_sum() const { return gradient_square_sum_; }
   OpRecorder& recorder() { return recorder_; }
   // Rank 0: full tensor name → values (collective).
   std::map<std::string, std::vector<float>> GatherParameters();
@@ -158,6 +163,13 @@ class Trainer {
   void Backward(const MicroBatch& mb, int chunk);
   void UnitBackwardDone(int u);
   void ReduceGradients();
+  // Σ g² over the gradient elements this rank holds and no other rank
+  // counts: tp-replicated tensors on tp rank 0 only, data-parallel replicas
+  // (ZeRO 0) on dp rank 0 only, ZeRO shards where they live, and the head's
+  // copy of tied embeddings not at all — each element of the single-rank
+  // gradient exactly once over the job (Megatron-LM's get_grad_norm_fp32
+  // counts the same way: tensor-parallel duplicates once).
+  double GradientSquareSum() const;
   void SumTiedGradients();
   void OptimizerStep(int64_t step);
   int64_t rows() const {
@@ -190,6 +202,7 @@ class Trainer {
   // Gradient received for the backward of (micro-batch, chunk).
   std::map<std::pair<int, int>, DeviceArray<float>> received_grads_;
   int head_unit_ = -1, embedding_unit_ = -1;
+  double gradient_square_sum_ = 0;
   int current_micro_batch_ = 0;
 };
 
@@ -547,6 +560,35 @@ void Trainer::SumTiedGradients() {
   }
 }
 
+double Trainer::GradientSquareSum() const {
+  double sum = 0;
+  for (const Space& s : spaces_) {
+    // The range of the space's flat layout whose reduced gradients this
+    // rank holds, and where element `begin` of that range lives.
+    int64_t begin = 0;
+    int64_t end = s.size;
+    const float* held = s.grads.data();
+    if (zero_ == 0) {
+      if (dp_rank_ != 0) continue;
+    } else {
+      begin = dp_rank_ * s.shard;
+      end = begin + s.shard;
+      held = s.grad_shard.data();
+    }
+    for (int u : s.units) {
+      const UnitSlot& slot = units_[static_cast<size_t>(u)];
+      for (const ParameterShard& p : slot.unit->parameters()) {
+        if (p.split_dim == -1 && tp_rank_ != 0) continue;
+        if (u == head_unit_ && model_.tied_embeddings && p.name == kWordEmbeddings) continue;
+        const int64_t first = std::max(begin, slot.offset + p.offset);
+        const int64_t last = std::min(end, slot.offset + p.offset + p.size);
+        if (first < last) sum += backend_.SumOfSquares(held + (first - begin), last - first);
+      }
+    }
+  }
+  return sum;
+}
+
 void Trainer::OptimizerStep(int64_t step) {
   for (Space& s : spaces_) {
     {
@@ -700,6 +742,7 @@ double Trainer::Step(int iteration) {
   grad_sends_.clear();
   ORRERY_CHECK(live_.empty() && received_grads_.empty());
   SumTiedGradients();
+  gradient_square_sum_ = GradientSquareSum();
   OptimizerStep(iteration + 1);
 
   double loss = 0;
@@ -903,6 +946,7 @@ Result<ExecutionResult> RunTraining(MpiWorld& world, const workload::ModelSpec& 
 
   const int total_steps = options.warmup + options.iterations + options.trace_iterations;
   std::vector<double> losses;
+  std::vector<double> grad_norms;
   std::vector<double> step_seconds;  // this rank's, every step
   std::vector<double> timed;         // max over ranks, timed steps only
   for (int step = 0; step < total_steps; ++step) {
@@ -917,6 +961,7 @@ Result<ExecutionResult> RunTraining(MpiWorld& world, const workload::ModelSpec& 
     const double slowest = world.AllReduceMax(seconds);
     if (step >= options.warmup && !traced) timed.push_back(slowest);
     losses.push_back(world.AllReduceSum(loss));
+    grad_norms.push_back(std::sqrt(world.AllReduceSum(trainer.gradient_square_sum())));
   }
   trainer.recorder().set_recording(false);
 
@@ -934,6 +979,7 @@ Result<ExecutionResult> RunTraining(MpiWorld& world, const workload::ModelSpec& 
   if (world.rank() != 0) return ExecutionResult{};
 
   result.losses = losses;
+  result.grad_norms = grad_norms;
   result.iteration_seconds = timed;
   result.median_iteration_seconds = Median(timed);
   result.min_iteration_seconds = *std::min_element(timed.begin(), timed.end());

@@ -76,6 +76,9 @@ Status CheckExecutable(const workload::ModelSpec& model, const workload::Plan& p
 
 struct ExecutionResult {  // filled on rank 0; other ranks get an empty one
   std::vector<double> losses;              // one per step, warm-up first
+  // L2 norm of each step's gradient of the mean loss, after the reductions
+  // (no clipping is applied); the single-rank run's norm whatever the plan.
+  std::vector<double> grad_norms;
   std::vector<double> iteration_seconds;   // timed steps only
   double median_iteration_seconds = 0;
   double min_iteration_seconds = 0;

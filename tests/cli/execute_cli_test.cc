@@ -48,6 +48,7 @@ constexpr char kCommon[] =
 
 struct Training {
   std::vector<double> losses;
+  std::vector<double> grad_norms;
   std::map<std::string, std::vector<double>> parameters;
 };
 
@@ -74,6 +75,7 @@ Training Train(const std::string& model, const std::string& flags, int ranks,
   if (!report.ok() || !saved.ok()) return {};
   Training t;
   t.losses = (*report)["losses"].get<std::vector<double>>();
+  t.grad_norms = (*report)["grad_norms"].get<std::vector<double>>();
   for (const auto& [name, values] : saved->items()) {
     t.parameters[name] = values.get<std::vector<double>>();
   }
@@ -111,6 +113,14 @@ TEST_P(ExecuteMatchesTheSingleRankRun, LossesAndParametersAfterThreeSteps) {
   ASSERT_EQ(run.losses.size(), reference.losses.size());
   for (size_t i = 0; i < run.losses.size(); ++i) {
     EXPECT_NEAR(run.losses[i], reference.losses[i], 1e-5 * std::abs(reference.losses[i]))
+        << "step " << i;
+  }
+  // The gradient's norm catches what AdamW's scale invariance hides from
+  // the losses and parameters: gradients averaged over replicas where they
+  // should be summed, a tp-replicated tensor's gradient counted twice.
+  ASSERT_EQ(run.grad_norms.size(), reference.grad_norms.size());
+  for (size_t i = 0; i < run.grad_norms.size(); ++i) {
+    EXPECT_NEAR(run.grad_norms[i], reference.grad_norms[i], 1e-4 * reference.grad_norms[i])
         << "step " << i;
   }
   // Training moved the parameters, so agreeing on them means something.
@@ -177,6 +187,8 @@ TEST(ExecuteCli, ReportsTimesThroughputLossesAndMemoryAsJson) {
   EXPECT_LE(times["median"].get<double>(), times["max"].get<double>());
   EXPECT_NEAR((*j)["tokens_per_s"].get<double>(), 4 * 16 / times["median"].get<double>(), 1e-6);
   EXPECT_EQ((*j)["losses"].size(), 3u);  // warm-up included
+  ASSERT_EQ((*j)["grad_norms"].size(), 3u);
+  EXPECT_GT((*j)["grad_norms"][0].get<double>(), 0);
   // Initial loss near log V = log 512 (parameters start small).
   EXPECT_NEAR((*j)["losses"][0].get<double>(), std::log(512.0), 0.5);
   ASSERT_EQ((*j)["peak_memory_bytes"].size(), 2u);
