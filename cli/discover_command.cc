@@ -2,7 +2,7 @@
 // export and/or a saved `nvidia-smi topo -m`, as a cluster spec
 // (topology/discovery.h does the work; this file parses options and prints).
 // Under `mpirun`, one rank per node, every rank discovers its node and rank 0
-// folds them into one spec (topology/node_folding.h, cli/discover_mpi.h).
+// folds them into one spec (topology/node_folding.h, exec/mpi_world.h).
 #include <algorithm>
 #include <cstdio>
 #include <map>
@@ -12,10 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "cli/discover_mpi.h"
 #include "cli/subcommands.h"
 #include "core/file.h"
 #include "core/json.h"
+#include "exec/mpi_world.h"
 #include "topology/cluster_spec_json.h"
 #include "topology/discovery.h"
 #include "topology/node_folding.h"
@@ -496,7 +496,7 @@ int FoldAndReport(const std::vector<std::string>& messages, const topology::Netw
 // Every rank's part under mpirun: discover this node, send it to rank 0;
 // rank 0 folds, prints and writes. Ranks other than 0 print nothing and
 // return 0 (rank 0 reports their errors).
-int DiscoverAcrossNodes(const MpiJob& job, topology::DiscoveryInputs inputs,
+int DiscoverAcrossNodes(const exec::MpiWorld& job, topology::DiscoveryInputs inputs,
                         const topology::DescribeOptions& describe,
                         const std::optional<std::string>& out_path, OutputFormat format,
                         CommandIo& io) {
@@ -505,7 +505,7 @@ int DiscoverAcrossNodes(const MpiJob& job, topology::DiscoveryInputs inputs,
   if (inputs.nvidia_smi_topo) {
     inputs.nvidia_smi_topo = ExpandRank(*inputs.nvidia_smi_topo, job.rank());
   }
-  const std::string host = HostName();
+  const std::string host = job.host_name();
   // A rank describing a file describes that file's machine, not its host.
   const std::string name = from_files ? "rank " + std::to_string(job.rank()) : host;
   std::string message;
@@ -569,7 +569,14 @@ int RunDiscover(const std::vector<std::string>& args, CommandIo& io) {
     describe.nic_rate = Gbps(g);
   }
 
-  std::unique_ptr<MpiJob> job = MpiJob::JoinIfLaunched();
+  // MPI only when a launcher started us: run by hand, `orrery discover`
+  // never starts an MPI runtime.
+  std::unique_ptr<exec::MpiWorld> job;
+  if (exec::LaunchedByMpiLauncher()) {
+    Result<std::unique_ptr<exec::MpiWorld>> joined = exec::MpiWorld::Join();
+    if (!joined.ok()) return ReportError("discover", joined.status(), io);
+    job = std::move(*joined);
+  }
   if (job && job->size() > 1) {
     std::optional<std::string> out_path;
     if (vm.count("out")) out_path = vm["out"].as<std::string>();

@@ -25,21 +25,6 @@ namespace {
 // a peer pair match in program order (see the header).
 constexpr int kPointToPointTag = 0;
 
-std::string ThisHostName() {
-  char buf[HOST_NAME_MAX + 1] = {};
-  if (gethostname(buf, sizeof(buf) - 1) != 0 || buf[0] == '\0') return "unknown-host";
-  return buf;
-}
-
-std::string MpiErrorString(int result) {
-  char text[MPI_MAX_ERROR_STRING] = {};
-  int length = 0;
-  if (MPI_Error_string(result, text, &length) != MPI_SUCCESS) {
-    return "MPI error " + std::to_string(result);
-  }
-  return std::string(text, length);
-}
-
 MPI_Op ToMpiOp(ReduceOp op) { return op == ReduceOp::kMax ? MPI_MAX : MPI_SUM; }
 
 // Calls `issue(offset, n)` for consecutive chunks [offset, offset + n) of
@@ -126,7 +111,7 @@ void CheckMpiCall(int result, const char* call) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (initialized) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  std::fprintf(stderr, "orrery: rank %d (%s): %s failed: %s\n", rank, ThisHostName().c_str(),
+  std::fprintf(stderr, "orrery: rank %d (%s): %s failed: %s\n", rank, HostName().c_str(),
                call, MpiErrorString(result).c_str());
   std::fflush(stderr);
   MPI_Abort(MPI_COMM_WORLD, 1);

@@ -19,7 +19,22 @@ namespace {
 // process, and not again after MPI_Finalize.
 bool joined = false;
 
-std::string ThisHostName() {
+int CheckedInt(size_t n, const char* what) {
+  ORRERY_CHECK(n <= static_cast<size_t>(INT_MAX)) << what << " of " << n
+                                                  << " bytes: MPI counts stop at INT_MAX";
+  return static_cast<int>(n);
+}
+
+}  // namespace
+
+bool LaunchedByMpiLauncher() {
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE"}) {
+    if (std::getenv(var) != nullptr) return true;
+  }
+  return false;
+}
+
+std::string HostName() {
   char buf[HOST_NAME_MAX + 1] = {};
   if (gethostname(buf, sizeof(buf) - 1) != 0 || buf[0] == '\0') return "unknown-host";
   return buf;
@@ -33,14 +48,6 @@ std::string MpiErrorString(int result) {
   }
   return std::string(text, length);
 }
-
-int CheckedInt(size_t n, const char* what) {
-  ORRERY_CHECK(n <= static_cast<size_t>(INT_MAX)) << what << " of " << n
-                                                  << " bytes: MPI counts stop at INT_MAX";
-  return static_cast<int>(n);
-}
-
-}  // namespace
 
 Result<std::unique_ptr<MpiWorld>> MpiWorld::Join() {
   if (joined) {
@@ -73,7 +80,7 @@ Result<std::unique_ptr<MpiWorld>> MpiWorld::Join() {
   std::unique_ptr<MpiWorld> world(new MpiWorld());
   CheckMpiCall(MPI_Comm_rank(MPI_COMM_WORLD, &world->rank_), "MPI_Comm_rank");
   CheckMpiCall(MPI_Comm_size(MPI_COMM_WORLD, &world->size_), "MPI_Comm_size");
-  world->host_name_ = ThisHostName();
+  world->host_name_ = HostName();
 
   MPI_Comm node = MPI_COMM_NULL;
   CheckMpiCall(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, world->rank_,

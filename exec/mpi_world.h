@@ -75,6 +75,18 @@ class MpiWorld {
   std::string host_name_;
 };
 
+// True when a launcher started this process: OpenMPI's mpirun
+// (OMPI_COMM_WORLD_SIZE), a PMIx launcher (PMIX_RANK) or a PMI one such as
+// srun or MPICH's mpiexec (PMI_SIZE). Commands that also run by hand (such
+// as `orrery discover`) join the world only then.
+bool LaunchedByMpiLauncher();
+
+// The name of this host (gethostname), or "unknown-host".
+std::string HostName();
+
+// MPI's text for an error code (MPI_Error_string), or "MPI error N".
+std::string MpiErrorString(int code);
+
 }  // namespace orrery::exec
 
 #endif  // ORRERY_EXEC_MPI_WORLD_H_

@@ -14,7 +14,7 @@
 // the cluster spec's JSON it carries incomplete nodes (an unknown device, an
 // unknown NIC rate), so that they can be reported rather than lost.
 //
-// No MPI here: the transport is the caller's (cli/discover_mpi.h).
+// No MPI here: the transport is the caller's (`orrery discover` gathers with exec/mpi_world.h).
 //
 // Thread-safety: plain functions and values.
 #ifndef ORRERY_TOPOLOGY_NODE_FOLDING_H_
