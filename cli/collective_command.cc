@@ -60,19 +60,6 @@ constexpr std::string_view kExamples =
     "nccl_allreduce_1node_8xH100_dgx_nvswitch_dgxc-benchmarking.log\n"
     "  orrery collective --cluster dgx-h100 --nodes 4 --op alltoall --ranks 32 --format json\n";
 
-// nccl-tests prints times with 2, 1 or 0 decimals as they grow.
-std::string FormatTime(double us) {
-  char buf[32];
-  if (us >= 10000) {
-    std::snprintf(buf, sizeof buf, "%7.0f", us);
-  } else if (us >= 100) {
-    std::snprintf(buf, sizeof buf, "%7.1f", us);
-  } else {
-    std::snprintf(buf, sizeof buf, "%7.2f", us);
-  }
-  return buf;
-}
-
 struct Row {
   Bytes size;
   int64_t count;
@@ -202,8 +189,10 @@ int RunCollective(const std::vector<std::string>& args, CommandIo& io) {
     char line[256];
     std::snprintf(line, sizeof line, "%12lld  %12lld  %8s  %6s  %6d  %s %7.2f %7.2f  %s\n",
                   static_cast<long long>(r.size.count()), static_cast<long long>(r.count),
-                  "float", std::string(traces::NcclTestsRedOp(*op)).c_str(), traces::NcclTestsRoot(*op),
-                  FormatTime(r.estimate.time.ToMicros()).c_str(), r.estimate.algbw.ToGBps(),
+                  "float", std::string(traces::NcclTestsRedOp(*op)).c_str(),
+                  traces::NcclTestsRoot(*op),
+                  traces::NcclTestsTime(r.estimate.time.ToMicros()).c_str(),
+                  r.estimate.algbw.ToGBps(),
                   r.estimate.busbw.ToGBps(), r.estimate.AlgorithmLabel().c_str());
     out << line;
     bool seen = false;

@@ -409,13 +409,6 @@ class ComputeProfiler {
 
 constexpr int kElementBytes = 4;  // float32, nccl-tests' default type
 
-// nccl-tests prints times with 2, 1 or 0 decimals as they grow.
-std::string FormatTime(double us) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, us >= 10000 ? "%7.0f" : us >= 100 ? "%7.1f" : "%7.2f", us);
-  return buf;
-}
-
 // The value rank `r` contributes at element `i` when results are checked:
 // small integers, so that sums over ranks are exact in float32.
 float CheckValue(int r, int64_t i) { return static_cast<float>(r + 1 + i % 13); }
@@ -605,10 +598,6 @@ class CollectiveProfiler {
   DeviceArray<float> recv_;
 };
 
-std::string ThisHost(const MpiWorld& world) {
-  return world.host_name().empty() ? "localhost" : world.host_name();
-}
-
 std::string Fixed(double v, const char* format) {
   char buf[48];
   std::snprintf(buf, sizeof buf, format, v);
@@ -617,7 +606,7 @@ std::string Fixed(double v, const char* format) {
 
 std::string VariantColumns(const Variant& v) {
   char buf[96];
-  std::snprintf(buf, sizeof buf, " %s %7.2f %7.2f  %5s", FormatTime(v.time_us).c_str(),
+  std::snprintf(buf, sizeof buf, " %s %7.2f %7.2f  %5s", traces::NcclTestsTime(v.time_us).c_str(),
                 v.algbw_gbps, v.busbw_gbps,
                 v.wrong.has_value() ? std::to_string(*v.wrong).c_str() : "N/A");
   return buf;
@@ -719,7 +708,8 @@ Result<CollectiveProfile> ProfileCollectives(MpiWorld& world, Backend& backend,
   // prints the PCI bus id, which the Backend interface does not expose.
   char rank_line[512];
   std::snprintf(rank_line, sizeof rank_line,
-                "#  Rank %2d Group  0 Pid %6d on %10s device %2d [%s] %s", world.rank(), static_cast<int>(getpid()), ThisHost(world).c_str(),
+                "#  Rank %2d Group  0 Pid %6d on %10s device %2d [%s] %s", world.rank(),
+                static_cast<int>(getpid()), world.host_name().c_str(),
                 world.local_rank(), std::string(BackendKindName(backend.kind())).c_str(),
                 backend.device_name().c_str());
   const std::vector<std::string> rank_lines = world.GatherToRoot(rank_line);

@@ -1,5 +1,6 @@
 #include "traces/collective_op.h"
 
+#include <cstdio>
 #include <string>
 
 #include "core/check.h"
@@ -93,6 +94,12 @@ std::string_view NcclTestsRedOp(CollectiveOp op) {
 
 int NcclTestsRoot(CollectiveOp op) {
   return op == CollectiveOp::kBroadcast || op == CollectiveOp::kReduce ? 0 : -1;
+}
+
+std::string NcclTestsTime(double us) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, us >= 10000 ? "%7.0f" : us >= 100 ? "%7.1f" : "%7.2f", us);
+  return buf;
 }
 
 Result<int64_t> ParseNcclTestsSize(std::string_view option, std::string_view text) {

@@ -15,6 +15,7 @@
 #define ORRERY_TRACES_COLLECTIVE_OP_H_
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -62,6 +63,10 @@ int64_t NcclTestsCount(CollectiveOp op, int64_t size_bytes, int ranks, int eleme
 std::string_view NcclTestsRedOp(CollectiveOp op);
 // The "root" column: 0 for broadcast and reduce, -1 for the rest.
 int NcclTestsRoot(CollectiveOp op);
+
+// A time in microseconds as nccl-tests' "time" column prints it: 7 wide,
+// with 2, 1 or 0 decimals as it grows (below 100 µs, below 10 ms, above).
+std::string NcclTestsTime(double us);
 
 // A size as nccl-tests' -b/-e flags take it (its parsesize): digits with an
 // optional K, M or G suffix, binary (1K = 1024). InvalidArgument prefixed

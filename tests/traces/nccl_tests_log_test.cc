@@ -1,3 +1,4 @@
+#include "traces/collective_op.h"
 #include "traces/nccl_tests_log.h"
 
 #include <gtest/gtest.h>
@@ -196,6 +197,25 @@ TEST(CollectiveOp, BusBandwidthFactorsAreNcclTests) {
   EXPECT_EQ(ParseCollectiveOp("all_reduce_perf_mpi").value(), CollectiveOp::kAllReduce);
   EXPECT_EQ(ParseCollectiveOp("reducescatter").value(), CollectiveOp::kReduceScatter);
   EXPECT_FALSE(ParseCollectiveOp("allreduse").ok());
+}
+
+// nccl-tests' "time" column: 7 wide, 2 decimals below 100 µs, 1 below
+// 10 ms, none above (as its printed rows show).
+TEST(NcclTestsTime, PrintsTwoOneOrNoDecimalsAsTheTimeGrows) {
+  EXPECT_EQ(NcclTestsTime(13.456), "  13.46");
+  EXPECT_EQ(NcclTestsTime(190.24), "  190.2");
+  EXPECT_EQ(NcclTestsTime(14014.4), "  14014");
+}
+
+// nccl-tests' size flags: binary K, M and G suffixes.
+TEST(ParseNcclTestsSize, TakesBinarySuffixesAndNamesTheOptionOnBadInput) {
+  EXPECT_EQ(*ParseNcclTestsSize("--max-bytes", "8"), 8);
+  EXPECT_EQ(*ParseNcclTestsSize("--max-bytes", "64K"), 65536);
+  EXPECT_EQ(*ParseNcclTestsSize("--max-bytes", "1G"), int64_t{1} << 30);
+  Result<int64_t> bad = ParseNcclTestsSize("--max-bytes", "1T");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(),
+            "--max-bytes: expected a size like 8, 64K, 16M or 1G, got '1T'");
 }
 
 }  // namespace
