@@ -20,6 +20,9 @@ int RunSearch(const std::vector<std::string>& args, CommandIo& io);
 int RunExport(const std::vector<std::string>& args, CommandIo& io);
 int RunExecute(const std::vector<std::string>& args, CommandIo& io);
 int RunProfile(const std::vector<std::string>& args, CommandIo& io);
+int RunCalibrate(const std::vector<std::string>& args, CommandIo& io);
+int RunValidate(const std::vector<std::string>& args, CommandIo& io);
+int RunTune(const std::vector<std::string>& args, CommandIo& io);
 
 }  // namespace orrery::cli
 

@@ -15,12 +15,13 @@
 // over the NICs); all-to-all and send/recv are point-to-point transfers
 // bounded by the slower level. docs/costmodel.md writes out every formula.
 //
-// A CollectiveCalibration (fitted from nccl-tests logs by
-// costmodel/collective_calibration.h) replaces the nominal intra-node
-// figures: an op measured inside one node is timed from its fitted α-β
-// regimes; across nodes, the fitted intra-node regime is combined with the
-// nominal inter-node level of NCCL's choice (latencies add, the slower
-// level's bus bandwidth bounds). Each estimate says which it is.
+// A CollectiveCalibration (fitted from nccl-tests logs and Galvatron's
+// bandwidth tables by costmodel/collective_calibration.h) replaces the
+// nominal figures: an op measured inside one node is timed from its fitted
+// α-β regimes; across nodes, from its inter-node fit when there is one,
+// otherwise the fitted intra-node regime is combined with the nominal
+// inter-node level of NCCL's choice (latencies add, the slower level's bus
+// bandwidth bounds). Each estimate says which it is.
 //
 // Sizes follow nccl-tests: `size` is the full array (for all-gather and
 // reduce-scatter the gathered buffer), algbw = size/time, busbw = algbw ×
@@ -123,12 +124,19 @@ struct FittedCollective {
   const FittedRegime& RegimeFor(Bytes size) const;
 };
 
-// Fitted collectives by op; at most one per op (the last added wins).
+// Fitted collectives by op and topology level: at most one per op measured
+// inside one node (nodes == 1) and one per op measured across nodes
+// (nodes > 1); the last added wins.
 class CollectiveCalibration {
  public:
   void Add(FittedCollective fit);
   // The fit of `op` measured inside one node, if any.
   const FittedCollective* Find(CollectiveOp op) const;
+  // The fit of `op` measured across nodes, if any. CollectiveModel times a
+  // group that spans nodes from it (its latency, and its bus bandwidth,
+  // which nccl-tests' convention keeps comparable across rank counts) in
+  // place of the nominal inter-node level.
+  const FittedCollective* FindInterNode(CollectiveOp op) const;
   const std::vector<FittedCollective>& fits() const { return fits_; }
   bool empty() const { return fits_.empty(); }
 

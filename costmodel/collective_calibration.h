@@ -27,6 +27,7 @@
 #include "core/status.h"
 #include "core/units.h"
 #include "costmodel/collective.h"
+#include "traces/galvatron_profiles.h"
 #include "traces/nccl_tests_log.h"
 
 namespace orrery::costmodel {
@@ -48,6 +49,27 @@ Result<FittedCollective> FitCollective(const traces::NcclTestsTable& table,
 Status CalibrateFromLog(const traces::NcclTestsLog& log, const CollectiveModel& nominal,
                         CollectiveCalibration& calibration,
                         const CollectiveFitOptions& options = {});
+
+// Galvatron's tables (traces/galvatron_profiles.h) as fits. A table's
+// groups sit on the cluster shape its file name states (else on `cluster`'s
+// first node); a group of n ranks on G devices per node spans
+// ceil(n / G) nodes when consecutive. Each (op, level) keeps the fit of its
+// largest group.
+//   * all-reduce bandwidth: one regime per group, latency from the nominal
+//     model at that group (Galvatron measures bandwidth only), bus
+//     bandwidth as measured;
+//   * p2p bandwidth: send/recv between neighbouring stages, one regime,
+//     latency nominal;
+//   * sp_time: all-reduce and all-to-all α-β fitted over the sizes by
+//     FitCollective's least squares.
+// InvalidArgument naming the file when a group does not fit the cluster.
+Status CalibrateFromGalvatron(const traces::GalvatronAllReduceBandwidth& table,
+                              const CollectiveModel& nominal, CollectiveCalibration& calibration);
+Status CalibrateFromGalvatron(const traces::GalvatronP2pBandwidth& table,
+                              const CollectiveModel& nominal, CollectiveCalibration& calibration);
+Status CalibrateFromGalvatron(const traces::GalvatronCollectiveTimes& table,
+                              const CollectiveModel& nominal, CollectiveCalibration& calibration,
+                              const CollectiveFitOptions& options = {});
 
 }  // namespace orrery::costmodel
 

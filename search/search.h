@@ -83,6 +83,10 @@ struct SearchRequest {
   // Plans random and anneal evaluate; 0: the algorithm's default.
   int64_t max_samples = 0;
   sim::TrainingGraphOptions graph;  // the simulator's and estimate's options
+  // The cluster's calibration (nullptr: nominal cost models) and the
+  // overlap slowdown σ both the estimate and the simulation apply.
+  std::shared_ptr<const costmodel::Calibration> calibration;
+  double overlap_slowdown = 0.0;
 };
 
 struct Evaluation {

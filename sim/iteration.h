@@ -29,11 +29,13 @@
 #define ORRERY_SIM_ITERATION_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
 #include "core/status.h"
 #include "core/units.h"
+#include "costmodel/calibration.h"
 #include "costmodel/compute.h"
 #include "sim/replay.h"
 #include "sim/training_graph.h"
@@ -50,9 +52,16 @@ struct IterationOptions {
   // Slowdown of compute overlapped with data-parallel communication
   // (ReplayOptions::overlap_slowdown); 0 until calibrated.
   double overlap_slowdown = 0.0;
-  // The compute model's options (nullopt: the device's defaults,
-  // costmodel::DefaultComputeOptions) — efficiencies a calibration fitted.
+  // The compute model's options (nullopt: the calibration's figures, else
+  // the device's defaults, costmodel::DefaultComputeOptions).
   std::optional<costmodel::ComputeOptions> compute;
+  // The cluster's calibration (costmodel/calibration.h): measured compute
+  // tables, refitted roofline figures, fitted collectives and the optimizer
+  // step's time per parameter. nullptr: the nominal models. It must be the
+  // calibration of this cluster's primary device. Its overlap slowdown is
+  // not applied here: overlap_slowdown above is (the command line fills it
+  // from the calibration, cli/sim_options.h).
+  std::shared_ptr<const costmodel::Calibration> calibration;
   TrainingGraphOptions graph;
 };
 

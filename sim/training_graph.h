@@ -93,6 +93,7 @@
 #define ORRERY_SIM_TRAINING_GRAPH_H_
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "core/status.h"
@@ -123,6 +124,10 @@ struct TrainingGraphOptions {
   bool tp_comm_overlap = false;
   // Bytes read plus written per parameter by the optimizer step.
   int optimizer_bytes_per_parameter = 12;
+  // The optimizer step's measured time per parameter held (a calibration's,
+  // costmodel/calibration.h); when set it replaces
+  // optimizer_bytes_per_parameter / streaming bandwidth.
+  std::optional<Duration> optimizer_time_per_parameter;
   // Parameters per gradient bucket: Megatron-LM's DDP default
   // max(40,000,000, 1,000,000 × dp) (distributed_data_parallel.py).
   // 0: that default.

@@ -14,8 +14,13 @@
 //       {"op_class": "attention", "name": "attn.flash", "forward_flops": 1.1e12,
 //        "forward_us": 1650.0, "backward_us": 4600.0},
 //       {"op_class": "layer", "name": "layertype_0", "micro_batch": 8,
-//        "sequence_length": 2048, "forward_us": 31495.8}
-//     ]
+//        "sequence_length": 2048, "forward_us": 31495.8},
+//       {"op_class": "attention", "name": "attn.core", "forward_flops": 2.3e6,
+//        "covers": ["attn.qk", "attn.softmax", "attn.av"],
+//        "forward_bytes": 4.2e5, "backward_bytes": 8.4e5,
+//        "forward_us": 399.6, "backward_us": 461.9}
+//     ],
+//     "optimizer": [{"name": "adamw", "parameters": 235520, "step_us": 1210.0}]
 //   }
 //
 // An entry measures one operator class ("gemm", "attention", "norm",
@@ -65,10 +70,30 @@ struct ComputeProfileEntry {
   // Layer entries: the micro-batch and sequence length measured.
   std::optional<int64_t> micro_batch;
   std::optional<int64_t> sequence_length;
+  // Bytes the operator moves (reads + writes) forward and backward, as
+  // workload/operators.h counts them; written by `orrery profile` so that
+  // calibration can fit the streaming bandwidth. nullopt: not given.
+  std::optional<Bytes> forward_bytes;
+  std::optional<Bytes> backward_bytes;
+  // Operators of the cost model this one measurement covers, when the
+  // measured kernel fuses several of them: the executor's "attn.core" is
+  // {"attn.qk", "attn.softmax", "attn.av"}. Empty: the entry is the
+  // operator `name` (or shape) alone. A covering entry matches a layer that
+  // holds every covered operator with forward FLOPs summing to
+  // forward_flops (ComputeModel::EstimateLayer), and its time replaces
+  // theirs.
+  std::vector<std::string> covers;
   Duration forward;
   std::optional<Duration> backward;  // nullopt: not measured
 
   bool IsLayer() const { return !op_class.has_value(); }
+};
+
+// One measured optimizer step: `parameters` elements updated in `step`.
+struct OptimizerMeasurement {
+  std::string name = "adamw";
+  int64_t parameters = 0;
+  Duration step;
 };
 
 struct ComputeProfile {
@@ -76,6 +101,7 @@ struct ComputeProfile {
   topology::Precision precision = topology::Precision::kBf16;
   std::string source;  // where the measurements come from
   std::vector<ComputeProfileEntry> entries;
+  std::vector<OptimizerMeasurement> optimizer;  // JSON "optimizer": [{"name", "parameters", "step_us"}]
 };
 
 // Reads a profile from parsed JSON; `source` names the document in errors,

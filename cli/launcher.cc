@@ -1,0 +1,3 @@
+#include "cli/launcher.h"
+
+// Placeholder until it lands (issue #8).

@@ -1,0 +1,3 @@
+#include "cli/subcommands.h"
+
+// Placeholder until it lands (issue #8).

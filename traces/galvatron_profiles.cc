@@ -1,0 +1,3 @@
+#include "traces/galvatron_profiles.h"
+
+// Placeholder until the readers land (issue #8).

@@ -1,0 +1,3 @@
+#include "traces/measurements.h"
+
+// Placeholder until the loader lands (issue #8).
