@@ -1,3 +1,11 @@
 #include "cli/subcommands.h"
 
+namespace orrery::cli {
+
 // Placeholder until it lands (issue #8).
+int RunValidate(const std::vector<std::string>&, CommandIo& io) {
+  io.err << "orrery validate: not built yet (issue #8)\n";
+  return 2;
+}
+
+}  // namespace orrery::cli
