@@ -29,6 +29,9 @@ struct LaunchOptions {
   std::vector<std::string> launcher_args;
   // Wall-clock limit; nullopt: none. The launch is killed past it.
   std::optional<double> timeout_s;
+  // The orrery binary LaunchOrrery runs; "": this one (SelfExecutable()).
+  // Tests, whose own binary is not orrery, name it.
+  std::string program;
 };
 
 struct LaunchResult {

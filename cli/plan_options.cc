@@ -1,11 +1,16 @@
 #include "cli/plan_options.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
+#include <system_error>
+#include <utility>
 #include <vector>
 
 #include "core/json.h"
+#include "costmodel/calibration_json.h"
 #include "topology/presets.h"
 #include "workload/galvatron_config.h"
 #include "workload/hf_import.h"
@@ -282,6 +287,56 @@ void AddModelClusterOptions(po::options_description& options) {
       ("nodes", po::value<int>()->value_name("N"), "scale the cluster to N nodes");
 }
 
+Result<ClusterInput> LoadClusterInput(const std::string& name_or_path,
+                                      std::optional<int> nodes) {
+  ClusterInput input;
+  input.source = name_or_path;
+  bool is_preset = false;
+  for (const std::string& n : topology::ClusterPresetNames()) {
+    is_preset = is_preset || n == name_or_path;
+  }
+  std::error_code ec;
+  const bool is_file = !is_preset && (name_or_path.find('/') != std::string::npos ||
+                                      name_or_path.ends_with(".json") ||
+                                      std::filesystem::exists(name_or_path, ec));
+  if (!is_file) {
+    // A preset, or an unknown name: ResolveCluster's error names the presets.
+    ORRERY_ASSIGN_OR_RETURN(input.cluster, topology::ResolveCluster(name_or_path, nodes));
+    return input;
+  }
+  ORRERY_ASSIGN_OR_RETURN(costmodel::CalibratedCluster loaded,
+                          costmodel::LoadCalibratedCluster(name_or_path));
+  input.cluster = std::move(loaded.cluster);
+  if (loaded.calibration.has_value()) {
+    input.calibration =
+        std::make_shared<const costmodel::Calibration>(std::move(*loaded.calibration));
+  }
+  if (nodes.has_value()) {
+    ORRERY_ASSIGN_OR_RETURN(input.cluster, input.cluster.WithNodes(*nodes));
+    Status valid = topology::ValidateClusterSpec(input.cluster);
+    if (!valid.ok()) {
+      return valid.WithContext(name_or_path + " scaled to " + std::to_string(*nodes) + " nodes");
+    }
+  }
+  return input;
+}
+
+Result<ClusterInput> ClusterFromOptions(const po::variables_map& vm) {
+  if (vm.count("cluster") == 0) {
+    return InvalidArgumentError("--cluster is required (a preset such as dgx-h100, or a "
+                                "cluster JSON file)");
+  }
+  std::optional<int> nodes;
+  if (vm.count("nodes") > 0) nodes = vm["nodes"].as<int>();
+  return LoadClusterInput(vm["cluster"].as<std::string>(), nodes);
+}
+
+std::string CalibrationLine(const costmodel::Calibration& calibration,
+                            const std::string& source) {
+  return "calibrated: " + std::to_string(calibration.sources.size()) + " measurements (" +
+         source + ")";
+}
+
 Result<PlanInputs> LoadPlanInputs(const po::variables_map& vm) {
   if (vm.count("model") == 0) {
     return InvalidArgumentError("--model is required (a preset such as llama3-70b, or a "
@@ -291,14 +346,17 @@ Result<PlanInputs> LoadPlanInputs(const po::variables_map& vm) {
     return InvalidArgumentError("--cluster is required (a preset such as dgx-h100, or a "
                                 "cluster JSON file)");
   }
-  std::optional<int> nodes;
-  if (vm.count("nodes") > 0) nodes = vm["nodes"].as<int>();
   ORRERY_ASSIGN_OR_RETURN(workload::ModelSpec model,
                           workload::LoadModel(vm["model"].as<std::string>()));
-  ORRERY_ASSIGN_OR_RETURN(topology::ClusterSpec cluster,
-                          topology::ResolveCluster(vm["cluster"].as<std::string>(), nodes));
-  ORRERY_ASSIGN_OR_RETURN(workload::Plan plan, PlanFromOptions(vm, model, cluster));
-  return PlanInputs{std::move(model), std::move(cluster), std::move(plan)};
+  ORRERY_ASSIGN_OR_RETURN(ClusterInput cluster, ClusterFromOptions(vm));
+  ORRERY_ASSIGN_OR_RETURN(workload::Plan plan, PlanFromOptions(vm, model, cluster.cluster));
+  PlanInputs inputs;
+  inputs.model = std::move(model);
+  inputs.cluster = std::move(cluster.cluster);
+  inputs.plan = std::move(plan);
+  inputs.calibration = std::move(cluster.calibration);
+  inputs.cluster_source = std::move(cluster.source);
+  return inputs;
 }
 
 }  // namespace orrery::cli

@@ -20,7 +20,12 @@
 #include <boost/program_options/options_description.hpp>
 #include <boost/program_options/variables_map.hpp>
 
+#include <memory>
+#include <optional>
+#include <string>
+
 #include "core/status.h"
+#include "costmodel/calibration.h"
 #include "topology/cluster_spec.h"
 #include "workload/model_spec.h"
 #include "workload/plan.h"
@@ -44,17 +49,50 @@ Result<workload::Plan> PlanFromOptions(const boost::program_options::variables_m
 // Adds --model, --cluster and --nodes, the inputs every plan needs.
 void AddModelClusterOptions(boost::program_options::options_description& options);
 
+// A cluster as --cluster names it, with the calibration a cluster file may
+// carry (its "calibration" member, written by `orrery calibrate`;
+// costmodel/calibration_json.h).
+struct ClusterInput {
+  topology::ClusterSpec cluster;
+  // nullptr: a preset, or a file without a calibration.
+  std::shared_ptr<const costmodel::Calibration> calibration;
+  std::string source;  // the preset name or the file's path, as given
+};
+
+// A preset name, or the path of a cluster JSON file (what
+// topology::ResolveCluster takes as one: a name with a '/', a ".json"
+// suffix, or an existing file), scaled to `nodes` when given and then
+// validated. A file is read by costmodel::LoadCalibratedCluster, so a
+// calibrated cluster spec loads with its calibration; a calibration stays
+// valid on the scaled cluster (it describes the device and the links, not
+// the node count). Errors name the file and the field.
+Result<ClusterInput> LoadClusterInput(const std::string& name_or_path,
+                                      std::optional<int> nodes = std::nullopt);
+// The same from --cluster and --nodes. InvalidArgument when --cluster is
+// missing. REQUIRES: `vm` was parsed against AddModelClusterOptions.
+Result<ClusterInput> ClusterFromOptions(const boost::program_options::variables_map& vm);
+
+// The one line reports print for a calibrated cluster:
+// "calibrated: <sources> measurements (<file>)".
+std::string CalibrationLine(const costmodel::Calibration& calibration,
+                            const std::string& source);
+
 // What a plan-taking subcommand works on.
 struct PlanInputs {
   workload::ModelSpec model;
   topology::ClusterSpec cluster;
   workload::Plan plan;
+  // The cluster file's calibration; nullptr for a preset or a file
+  // without one.
+  std::shared_ptr<const costmodel::Calibration> calibration;
+  std::string cluster_source;  // ClusterInput::source
 };
 
-// Loads the model (--model), the cluster (--cluster, scaled by --nodes) and
-// the plan (--plan FILE or the flags). InvalidArgument when --model or
-// --cluster is missing; otherwise the loaders' and PlanFromOptions' errors.
-// The plan is built, not validated: callers run CheckPlan.
+// Loads the model (--model), the cluster (--cluster, scaled by --nodes,
+// with its calibration: LoadClusterInput) and the plan (--plan FILE or the
+// flags). InvalidArgument when --model or --cluster is missing; otherwise
+// the loaders' and PlanFromOptions' errors. The plan is built, not
+// validated: callers run CheckPlan.
 Result<PlanInputs> LoadPlanInputs(const boost::program_options::variables_map& vm);
 
 }  // namespace orrery::cli

@@ -6,7 +6,9 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -34,7 +36,7 @@ constexpr std::string_view kCommand = "profile";
 
 constexpr std::string_view kUsage =
     "orrery profile --backend cpu|cuda --out DIR [--what compute|collectives|all]\n"
-    "                      [--model M] [--tp N] [--micro-batch B] [--seq-len S]\n"
+    "                      [--model M] [--tp N[,N...]] [--micro-batch B[,B...]] [--seq-len S]\n"
     "                      [--repetitions N] [--ops OP,...] [--min-bytes 8] [--max-bytes SIZE]\n"
     "                      [--iterations 20] [--warmup 5]";
 
@@ -44,12 +46,17 @@ constexpr std::string_view kDescription =
     "`orrery calibrate` reads it. Run it alone (one rank) or under mpirun (one rank\n"
     "per device; on CPUs one rank per core).\n"
     "\n"
-    "Compute (rank 0 only; the other ranks wait): every distinct operator of the\n"
-    "model's layers at --tp, --micro-batch and --seq-len (the GEMMs by shape, the\n"
+    "Compute (every rank at once, as in training; rank 0's times are written):\n"
+    "every distinct operator of the model's layers at --tp, --micro-batch and --seq-len (the GEMMs by shape, the\n"
     "attention core, norms, activations, residual adds, embedding lookups and the\n"
     "vocabulary-parallel cross-entropy), forward and backward, the median of\n"
-    "--repetitions after --warmup warm-up calls. Prints each shape's time and, for\n"
-    "GEMMs, GFLOP/s (2mnk per forward, 4mnk per backward); writes\n"
+    "--repetitions after --warmup warm-up calls. --tp and --micro-batch take\n"
+    "comma-separated lists (--tp 1,2 --micro-batch 1,4): every combination is\n"
+    "swept and an operator they share is measured once. Each entry carries the\n"
+    "bytes its operator moves; the attention core lists the operators it covers\n"
+    "(attn.qk, attn.softmax, attn.av). Then one AdamW step over the parameters a\n"
+    "rank holds at each --tp (and half and twice that). Prints each shape's time\n"
+    "and, for GEMMs, GFLOP/s (2mnk per forward, 4mnk per backward); writes\n"
     "DIR/compute_profile.json (docs/compute.md), at fp32.\n"
     "\n"
     "Collectives (all ranks): each --ops collective over the whole job, at sizes\n"
@@ -70,6 +77,7 @@ constexpr std::string_view kDescription =
 constexpr std::string_view kExamples =
     "  orrery profile --backend cpu --out prof\n"
     "  orrery profile --backend cpu --what compute --model llama-tiny --tp 2 --out prof\n"
+    "  orrery profile --backend cpu --what compute --tp 1,2 --micro-batch 1,4 --out prof\n"
     "  mpirun --oversubscribe -np 2 orrery profile --backend cpu --what collectives \\\n"
     "      --max-bytes 64M --out prof\n"
     "  mpirun -np 8 orrery profile --backend cuda --model llama3-8b --tp 8 \\\n"
@@ -96,6 +104,32 @@ Result<std::vector<CollectiveOp>> ParseOps(const std::string& text) {
   return ops;
 }
 
+// "1,2,4" → {1, 2, 4}: integers >= 1, distinct, in the order given.
+Result<std::vector<int64_t>> ParsePositiveList(const po::variables_map& vm, const char* flag) {
+  const std::string text = vm[flag].as<std::string>();
+  std::vector<int64_t> values;
+  std::stringstream in(text);
+  std::string item;
+  auto bad = [&] {
+    return InvalidArgumentError(std::string("--") + flag +
+                                ": expected an integer >= 1 or a comma-separated list of them "
+                                "(1,2,4), got '" + text + "'");
+  };
+  while (std::getline(in, item, ',')) {
+    size_t used = 0;
+    int64_t v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      return bad();
+    }
+    if (used != item.size() || v < 1 || v > (int64_t{1} << 30)) return bad();
+    if (std::find(values.begin(), values.end(), v) == values.end()) values.push_back(v);
+  }
+  if (values.empty() || text.back() == ',') return bad();
+  return values;
+}
+
 Status Positive(const po::variables_map& vm, const char* flag, int64_t minimum) {
   const int64_t v = vm[flag].as<int64_t>();
   if (v < minimum) {
@@ -114,8 +148,9 @@ int LauncherRank() {
   return 0;
 }
 
-// A barrier that sleeps while it waits, so that ranks idle during rank 0's
-// compute profile do not spin on the cores it is timing (MPI_Barrier polls).
+// A barrier that sleeps while it waits, so that a rank that finishes its
+// compute sweep first does not spin on a core the others are timing on
+// (MPI_Barrier polls).
 void SleepingBarrier() {
   MPI_Request request = MPI_REQUEST_NULL;
   MPI_Ibarrier(MPI_COMM_WORLD, &request);
@@ -135,6 +170,8 @@ struct Settings {
   bool collectives = true;
   workload::ModelSpec model;
   exec::ComputeProfileOptions compute_options;
+  std::vector<int> tps;
+  std::vector<int64_t> micro_batches;
   exec::CollectiveProfileOptions collective_options;
 };
 
@@ -156,8 +193,9 @@ Result<Settings> ReadSettings(const po::variables_map& vm) {
   }
   s.compute = what != "collectives";
   s.collectives = what != "compute";
-  ORRERY_RETURN_IF_ERROR(Positive(vm, "tp", 1));
-  ORRERY_RETURN_IF_ERROR(Positive(vm, "micro-batch", 1));
+  ORRERY_ASSIGN_OR_RETURN(std::vector<int64_t> tps, ParsePositiveList(vm, "tp"));
+  for (int64_t tp : tps) s.tps.push_back(static_cast<int>(tp));
+  ORRERY_ASSIGN_OR_RETURN(s.micro_batches, ParsePositiveList(vm, "micro-batch"));
   ORRERY_RETURN_IF_ERROR(Positive(vm, "seq-len", 0));
   ORRERY_RETURN_IF_ERROR(Positive(vm, "repetitions", 1));
   ORRERY_RETURN_IF_ERROR(Positive(vm, "iterations", 1));
@@ -165,8 +203,8 @@ Result<Settings> ReadSettings(const po::variables_map& vm) {
   Result<workload::ModelSpec> model = workload::LoadModel(vm["model"].as<std::string>());
   if (!model.ok()) return model.status().WithContext("--model");
   s.model = *model;
-  s.compute_options.tp = static_cast<int>(vm["tp"].as<int64_t>());
-  s.compute_options.micro_batch = vm["micro-batch"].as<int64_t>();
+  s.compute_options.tp = s.tps.front();
+  s.compute_options.micro_batch = s.micro_batches.front();
   s.compute_options.sequence_length = vm["seq-len"].as<int64_t>();
   s.compute_options.warmup = static_cast<int>(vm["warmup"].as<int64_t>());
   s.compute_options.repetitions = static_cast<int>(vm["repetitions"].as<int64_t>());
@@ -191,6 +229,12 @@ Result<Settings> ReadSettings(const po::variables_map& vm) {
     ORRERY_ASSIGN_OR_RETURN(s.collective_options.ops, ParseOps(vm["ops"].as<std::string>()));
   }
   return s;
+}
+
+std::string JoinList(const auto& values) {
+  std::string out;
+  for (const auto& v : values) out += (out.empty() ? "" : ",") + std::to_string(v);
+  return out;
 }
 
 // Rank 0's output: each line as soon as it is measured.
@@ -220,27 +264,37 @@ int Profile(const Settings& s, CommandIo& io) {
   if (!ready.ok()) return ReportError(kCommand, ready, rank_io);
 
   if (s.compute) {
+    // Every rank runs the same sweep at the same time and rank 0's
+    // measurements are written: the ranks share the node as they do in
+    // training (on CPUs the cores share caches, memory bandwidth and, on SMT
+    // siblings, execution units — on this project's 2-vCPU machines a GEMM
+    // beside another rank's GEMM takes ~20% longer than alone), so a
+    // profile taken with the other ranks asleep would time an idle node.
     Status status = Status::Ok();
+    exec::ComputeProfileOptions o = s.compute_options;
+    if (world.size() > 1) o.align = [] { MPI_Barrier(MPI_COMM_WORLD); };
     if (root) {
-      const exec::ComputeProfileOptions& o = s.compute_options;
       PrintLine(io, "# orrery profile: compute of " + s.model.name + " (tp " +
-                        std::to_string(o.tp) + ", micro-batch " + std::to_string(o.micro_batch) +
+                        JoinList(s.tps) + ", micro-batch " + JoinList(s.micro_batches) +
                         ", sequence " +
                         std::to_string(o.sequence_length > 0 ? o.sequence_length
                                                              : s.model.default_sequence_length) +
-                        ") on " + (*backend)->device_name() + ", rank 0 of " +
-                        std::to_string(world.size()));
-      Result<traces::ComputeProfile> profile = exec::ProfileCompute(
-          **backend, s.model, o, [&](const std::string& line) { PrintLine(io, line); });
-      if (profile.ok()) {
-        const std::string path = (std::filesystem::path(s.out) / "compute_profile.json").string();
-        status = WriteFileAtomically(path, traces::ComputeProfileToJson(*profile));
-        if (status.ok()) {
-          PrintLine(io, "# wrote " + path + " (" + std::to_string(profile->entries.size()) +
-                            " entries)");
-        }
-      } else {
-        status = profile.status();
+                        ") on " + (*backend)->device_name() + ", all " +
+                        std::to_string(world.size()) + " ranks at once, rank 0 reported");
+    }
+    Result<traces::ComputeProfile> profile = exec::ProfileComputeSweep(
+        **backend, s.model, o, s.tps, s.micro_batches, [&](const std::string& line) {
+          if (root) PrintLine(io, line);
+        });
+    if (!profile.ok()) {
+      status = profile.status();
+    } else if (root) {
+      const std::string path = (std::filesystem::path(s.out) / "compute_profile.json").string();
+      status = WriteFileAtomically(path, traces::ComputeProfileToJson(*profile));
+      if (status.ok()) {
+        PrintLine(io, "# wrote " + path + " (" + std::to_string(profile->entries.size()) +
+                          " entries, " + std::to_string(profile->optimizer.size()) +
+                          " optimizer steps)");
       }
     }
     SleepingBarrier();
@@ -283,8 +337,10 @@ int RunProfile(const std::vector<std::string>& args, CommandIo& io) {
       ("what", po::value<std::string>()->default_value("all"), "compute, collectives or all")
       ("model", po::value<std::string>()->default_value("gpt-tiny"),
        "compute: a model preset or a HuggingFace config.json")
-      ("tp", po::value<int64_t>()->default_value(1), "compute: tensor-parallel degree")
-      ("micro-batch", po::value<int64_t>()->default_value(1), "compute: micro-batch size")
+      ("tp", po::value<std::string>()->default_value("1"),
+       "compute: tensor-parallel degree, or a comma-separated list (1,2)")
+      ("micro-batch", po::value<std::string>()->default_value("1"),
+       "compute: micro-batch size, or a comma-separated list (1,4)")
       ("seq-len", po::value<int64_t>()->default_value(0),
        "compute: sequence length (0: the model's default)")
       ("repetitions", po::value<int64_t>()->default_value(10),

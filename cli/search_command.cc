@@ -16,7 +16,6 @@
 #include "core/units.h"
 #include "search/search.h"
 #include "search/space.h"
-#include "topology/presets.h"
 #include "workload/hf_import.h"
 #include "workload/plan.h"
 #include "workload/plan_json.h"
@@ -61,7 +60,10 @@ constexpr std::string_view kDescription =
     "peak memory), how many candidates were evaluated and how many were pruned\n"
     "and why (memory, divisibility, dominated, invalid, unsupported), and the\n"
     "search time. --out writes the best plan as a plan file for\n"
-    "`orrery simulate --plan` and `orrery export --plan`.";
+    "`orrery simulate --plan` and `orrery export --plan`.\n"
+    "A calibrated cluster file (`orrery calibrate --out`) scores every plan with\n"
+    "its measured operators, fitted collectives, optimizer step and overlap\n"
+    "slowdown, in the analytical model and the simulator alike.";
 
 constexpr std::string_view kExamples =
     "  orrery search --model gpt-1.7b --cluster dgx-a100-80gb --nodes 1 --global-batch 64 \\\n"
@@ -115,13 +117,15 @@ std::string Prunes(const search::SearchResult& r) {
 }
 
 std::string TextReport(const search::SearchResult& r, const search::SearchRequest& request,
-                       Bytes budget) {
+                       Bytes budget, const std::string& calibrated) {
   std::ostringstream out;
   out << "Search [" << r.algorithm << "] for " << request.model.name << " on "
       << request.cluster.name << " (" << request.cluster.TotalDevices()
       << " devices): global batch " << request.global_batch_size << ", sequence "
       << request.sequence_length << ", memory budget " << Fixed(GibOf(budget), 1)
-      << " GiB per device\n\n";
+      << " GiB per device\n";
+  if (!calibrated.empty()) out << calibrated << "\n";
+  out << "\n";
   if (r.plans.empty()) {
     out << "  no plan fits\n";
   } else {
@@ -229,16 +233,21 @@ int RunSearch(const std::vector<std::string>& args, CommandIo& io) {
     return ReportError(kCommand, InvalidArgumentError("--global-batch is required"), io);
   }
   search::SearchRequest request;
+  std::string cluster_source;
   {
     Result<workload::ModelSpec> model = workload::LoadModel(vm["model"].as<std::string>());
     if (!model.ok()) return ReportError(kCommand, model.status(), io);
     request.model = std::move(*model);
-    std::optional<int> nodes;
-    if (vm.count("nodes") > 0) nodes = vm["nodes"].as<int>();
-    Result<topology::ClusterSpec> cluster =
-        topology::ResolveCluster(vm["cluster"].as<std::string>(), nodes);
+    Result<ClusterInput> cluster = ClusterFromOptions(vm);
     if (!cluster.ok()) return ReportError(kCommand, cluster.status(), io);
-    request.cluster = std::move(*cluster);
+    request.cluster = std::move(cluster->cluster);
+    // A calibrated cluster: its models score every plan, and its overlap
+    // slowdown applies to the estimate and the simulation alike.
+    request.calibration = std::move(cluster->calibration);
+    if (request.calibration != nullptr) {
+      request.overlap_slowdown = request.calibration->overlap_slowdown.value_or(0.0);
+    }
+    cluster_source = cluster->source;
   }
   request.global_batch_size = vm["global-batch"].as<int>();
   if (request.global_batch_size < 1) {
@@ -321,11 +330,15 @@ int RunSearch(const std::vector<std::string>& args, CommandIo& io) {
   }
   if (*format == OutputFormat::kJson) {
     Json j = JsonReport(*result, budget);
+    j["calibrated"] = request.calibration != nullptr;
     j["out"] = vm.count("out") > 0 && !result->plans.empty() ? Json(vm["out"].as<std::string>())
                                                              : Json(nullptr);
     io.out << DumpJson(j);
   } else {
-    io.out << TextReport(*result, request, budget);
+    io.out << TextReport(*result, request, budget,
+                         request.calibration != nullptr
+                             ? CalibrationLine(*request.calibration, cluster_source)
+                             : "");
     if (vm.count("out") > 0 && !result->plans.empty()) {
       io.out << "\nbest plan written to " << vm["out"].as<std::string>() << "\n";
     }

@@ -1,7 +1,10 @@
 #include "cli/sim_options.h"
 
+#include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
+#include <utility>
 
 #include <boost/program_options.hpp>
 
@@ -23,18 +26,26 @@ void AddSimulationOptions(po::options_description& options) {
        "userbuffers, Megatron's --tp-comm-overlap) instead of running between them")
       ("compute-efficiency-scale", po::value<double>()->default_value(1.0)->value_name("S"),
        "multiply the compute model's tensor-core efficiency ceilings (GEMM, fused "
-       "attention) by S, in (0, 1/ceiling]: a calibration knob")
+       "attention; the calibrated ones on a calibrated cluster) by S, in (0, 1/ceiling]: "
+       "a calibration knob")
       ("overlap-slowdown", po::value<double>()->value_name("F"),
        "compute overlapped with data-parallel communication runs (1 + F) times longer "
-       "(default 0)")
-      ("grad-reduce-bytes", po::value<int>()->default_value(2)->value_name("N"),
+       "(default: the calibrated cluster's, else 0)")
+      ("grad-reduce-bytes", po::value<int>()->value_name("N"),
        "bytes per gradient element the data-parallel group reduces: 2 (bf16/fp16) or 4 "
-       "(fp32, Megatron's --accumulate-allreduce-grads-in-fp32)");
+       "(fp32, Megatron's --accumulate-allreduce-grads-in-fp32); default 4 for fp32 and "
+       "tf32 plans, 2 otherwise");
   options.add(sim);
 }
 
 Result<sim::IterationOptions> SimulationOptionsFrom(const po::variables_map& vm,
                                                     const topology::DeviceType& device) {
+  return SimulationOptionsFrom(vm, device, topology::Precision::kBf16, nullptr);
+}
+
+Result<sim::IterationOptions> SimulationOptionsFrom(
+    const po::variables_map& vm, const topology::DeviceType& device,
+    topology::Precision precision, std::shared_ptr<const costmodel::Calibration> calibration) {
   sim::IterationOptions options;
   const std::string attention = vm["attention"].as<std::string>();
   if (attention == "flash") {
@@ -48,6 +59,10 @@ Result<sim::IterationOptions> SimulationOptionsFrom(const po::variables_map& vm,
   options.graph.tp_comm_overlap = vm["tp-comm-overlap"].as<bool>();
   const double scale = vm["compute-efficiency-scale"].as<double>();
   costmodel::ComputeOptions compute = costmodel::DefaultComputeOptions(device);
+  if (calibration != nullptr) {
+    const auto fitted = calibration->compute.find(precision);
+    if (fitted != calibration->compute.end()) compute = fitted->second;
+  }
   const double ceiling = std::max({compute.gemm_max_efficiency,
                                    compute.attention_forward_efficiency,
                                    compute.attention_backward_efficiency});
@@ -69,13 +84,19 @@ Result<sim::IterationOptions> SimulationOptionsFrom(const po::variables_map& vm,
                                   std::to_string(f));
     }
     options.overlap_slowdown = f;
+  } else if (calibration != nullptr && calibration->overlap_slowdown.has_value()) {
+    options.overlap_slowdown = *calibration->overlap_slowdown;
   }
-  const int bytes = vm["grad-reduce-bytes"].as<int>();
+  const bool fp32_gradients =
+      precision == topology::Precision::kFp32 || precision == topology::Precision::kTf32;
+  const int bytes = vm.count("grad-reduce-bytes") > 0 ? vm["grad-reduce-bytes"].as<int>()
+                                                     : (fp32_gradients ? 4 : 2);
   if (bytes != 2 && bytes != 4) {
     return InvalidArgumentError("--grad-reduce-bytes: expected 2 or 4, got " +
                                 std::to_string(bytes));
   }
   options.graph.gradient_bytes_per_parameter = bytes;
+  options.calibration = std::move(calibration);
   return options;
 }
 

@@ -16,6 +16,7 @@
 #include "core/file.h"
 #include "core/json.h"
 #include "core/units.h"
+#include "costmodel/calibration.h"
 #include "costmodel/collective.h"
 #include "costmodel/compute.h"
 #include "sim/analytical.h"
@@ -59,7 +60,10 @@ constexpr std::string_view kDescription =
     "(the closed form the search scores plans with) and its gap to the simulation:\n"
     "zero where no traffic contends, negative where it does.\n"
     "--timeline FILE writes the iteration as a Chrome trace (one process per\n"
-    "node, one track per rank and stream) to open in https://ui.perfetto.dev.";
+    "node, one track per rank and stream) to open in https://ui.perfetto.dev.\n"
+    "A calibrated cluster file (`orrery calibrate --out`) is simulated with its\n"
+    "measured operators, fitted roofline figures and collectives, measured\n"
+    "optimizer step and overlap slowdown.";
 
 constexpr std::string_view kExamples =
     "  orrery simulate --model gpt-1.7b --cluster dgx-h100 --nodes 2 --tp 2 --pp 4 \\\n"
@@ -92,7 +96,8 @@ double GapOf(const sim::AnalyticalEstimate& a, const sim::IterationReport& r) {
 
 std::string TextReport(const sim::IterationReport& r, const workload::ModelSpec& model,
                        const workload::Plan& plan, const topology::ClusterSpec& cluster,
-                       bool free_comm, const sim::AnalyticalEstimate* analytical) {
+                       bool free_comm, const sim::AnalyticalEstimate* analytical,
+                       const std::string& calibrated) {
   const workload::LayerStrategy& l = plan.layers.front();
   std::ostringstream out;
   out << "Simulated iteration of " << model.name << " on " << cluster.name << " ("
@@ -101,7 +106,9 @@ std::string TextReport(const sim::IterationReport& r, const workload::ModelSpec&
   if (l.ep > 1) out << ", ep " << l.ep;
   out << ", " << workload::PipelineScheduleName(r.schedule);
   if (r.vpp > 1) out << " (vpp " << r.vpp << ")";
-  out << ", " << r.micro_batches << " micro-batches\n\n";
+  out << ", " << r.micro_batches << " micro-batches\n";
+  if (!calibrated.empty()) out << calibrated << "\n";
+  out << "\n";
   out << "  iteration time   " << FormatDuration(r.iteration_time) << "\n";
   if (analytical != nullptr) {
     const double gap = 100 * GapOf(*analytical, r);
@@ -225,8 +232,8 @@ int RunSimulate(const std::vector<std::string>& args, CommandIo& io) {
   const topology::ClusterSpec& cluster = inputs->cluster;
   const workload::Plan& plan = inputs->plan;
 
-  Result<sim::IterationOptions> parsed =
-      SimulationOptionsFrom(vm, cluster.PrimaryNodeType().device);
+  Result<sim::IterationOptions> parsed = SimulationOptionsFrom(
+      vm, cluster.PrimaryNodeType().device, plan.precision, inputs->calibration);
   if (!parsed.ok()) return ReportError(kCommand, parsed.status(), io);
   sim::IterationOptions sim_options = *parsed;
   sim_options.free_communication = vm["free-communication"].as<bool>();
@@ -238,11 +245,14 @@ int RunSimulate(const std::vector<std::string>& args, CommandIo& io) {
   if (!report.ok()) return ReportError(kCommand, report.status(), io);
   std::optional<sim::AnalyticalEstimate> analytical;
   if (vm["analytical"].as<bool>()) {
-    // One model of the cluster, with the compute model the simulation used.
-    Result<costmodel::ComputeModel> compute = costmodel::ComputeModel::Create(
-        cluster.PrimaryNodeType().device, plan.precision, sim_options.compute);
+    // One model of the cluster, with the compute and collective models and
+    // the optimizer step the simulation used (calibrated or nominal).
+    const costmodel::Calibration* calibration = sim_options.calibration.get();
+    Result<costmodel::ComputeModel> compute = costmodel::CalibratedComputeModel(
+        cluster.PrimaryNodeType().device, plan.precision, calibration, sim_options.compute);
     if (!compute.ok()) return ReportError(kCommand, compute.status(), io);
-    Result<costmodel::CollectiveModel> collectives = costmodel::CollectiveModel::Create(cluster);
+    Result<costmodel::CollectiveModel> collectives =
+        costmodel::CalibratedCollectiveModel(cluster, calibration);
     if (!collectives.ok()) return ReportError(kCommand, collectives.status(), io);
     std::vector<costmodel::ComputeModel> compute_models;
     compute_models.push_back(std::move(compute).value());
@@ -251,6 +261,10 @@ int RunSimulate(const std::vector<std::string>& args, CommandIo& io) {
     if (!analytical_model.ok()) return ReportError(kCommand, analytical_model.status(), io);
     sim::AnalyticalOptions analytical_options;
     analytical_options.graph = sim_options.graph;
+    if (calibration != nullptr && !analytical_options.graph.optimizer_time_per_parameter) {
+      analytical_options.graph.optimizer_time_per_parameter =
+          calibration->optimizer_time_per_parameter;
+    }
     analytical_options.free_communication = sim_options.free_communication;
     analytical_options.overlap_slowdown = sim_options.overlap_slowdown;
     Result<sim::AnalyticalEstimate> estimate =
@@ -265,6 +279,7 @@ int RunSimulate(const std::vector<std::string>& args, CommandIo& io) {
 
   if (*format == OutputFormat::kJson) {
     Json j = JsonReport(*report, sim_options.free_communication);
+    j["calibrated"] = inputs->calibration != nullptr;
     j["timeline"] = timeline_path.empty() ? Json(nullptr) : Json(timeline_path);
     if (analytical.has_value()) {
       Json a = Json::object();
@@ -275,7 +290,10 @@ int RunSimulate(const std::vector<std::string>& args, CommandIo& io) {
     io.out << DumpJson(j);
   } else {
     io.out << TextReport(*report, model, plan, cluster, sim_options.free_communication,
-                         analytical.has_value() ? &*analytical : nullptr);
+                         analytical.has_value() ? &*analytical : nullptr,
+                         inputs->calibration != nullptr
+                             ? CalibrationLine(*inputs->calibration, inputs->cluster_source)
+                             : "");
     if (!timeline_path.empty()) {
       io.out << "\ntimeline written to " << timeline_path << " (open in https://ui.perfetto.dev)\n";
     }

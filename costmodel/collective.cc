@@ -379,6 +379,57 @@ Algo AlgoOf(CollectiveAlgorithm a) {
   }
 }
 
+// Nominal latency (µs) of `a`/`p` (or the point-to-point transfer) on `g`.
+std::optional<double> NominalLatency(const ClusterSpec& cluster, CollectiveOp op,
+                                     CollectiveAlgorithm a, CollectiveProtocol p,
+                                     const RankGroup& g) {
+  Levels lv = LevelsOf(cluster, g);
+  std::optional<Timing> t;
+  if (a == CollectiveAlgorithm::kPointToPoint) {
+    t = PointToPoint(op, 0.0, lv);
+  } else {
+    t = Evaluate(AlgoOf(a), p, op, 0.0, lv);
+  }
+  if (!t || !(t->latency_us > 0)) return std::nullopt;
+  return t->latency_us;
+}
+
+// A group that spans nodes, timed from the fit of `op` measured across
+// nodes: the regime's latency, scaled by the nominal latency ratio of this
+// group to the measured one (fit.ranks over fit.nodes), and its bus
+// bandwidth, which nccl-tests' convention keeps comparable across rank
+// counts, turned into algbw with this group's factor.
+CollectiveEstimate InterNodeEstimate(const ClusterSpec& cluster, CollectiveOp op, Bytes size,
+                                     const RankGroup& group, const FittedCollective& fit) {
+  const int n = group.Size();
+  const FittedRegime& r = fit.RegimeFor(size);
+  const size_t index = &r - fit.regimes.data();
+  double latency = r.latency.ToMicros();
+  const NodeType& nt = cluster.node_types.front();
+  if (fit.nodes >= 1 && fit.ranks % fit.nodes == 0) {
+    RankGroup measured{fit.nodes, fit.ranks / fit.nodes, RankGroup::Placement::kConsecutive};
+    const bool fits = measured.nodes <= nt.count &&
+                      measured.ranks_per_node <= nt.devices_per_node && !nt.nics.empty();
+    const bool same = measured.nodes == group.nodes &&
+                      measured.ranks_per_node == group.ranks_per_node;
+    if (fits && !same) {
+      std::optional<double> lm = NominalLatency(cluster, op, r.algorithm, r.protocol, measured);
+      std::optional<double> lg = NominalLatency(cluster, op, r.algorithm, r.protocol, group);
+      if (lm && lg) latency *= *lg / *lm;
+    }
+  }
+  const double bytes = static_cast<double>(size.count());
+  const double factor = traces::BusBandwidthFactor(op, n);
+  const double time_us = latency + bytes / (1e3 * r.busbw.ToGBps() / factor);
+  return MakeEstimate(op, size, n, Micros(time_us), r.algorithm, r.protocol,
+                      EstimateSource::kFitted,
+                      "fitted across nodes: " + std::string(traces::NcclTestsName(op)) + " of " +
+                          fit.source + " (" + std::to_string(fit.ranks) + " ranks on " +
+                          std::to_string(fit.nodes) + " nodes), regime " +
+                          std::to_string(index + 1) + " of " +
+                          std::to_string(fit.regimes.size()));
+}
+
 }  // namespace
 
 std::string_view AlgorithmName(CollectiveAlgorithm a) {
@@ -446,8 +497,9 @@ const FittedRegime& FittedCollective::RegimeFor(Bytes size) const {
 }
 
 void CollectiveCalibration::Add(FittedCollective fit) {
+  const bool inter = fit.nodes > 1;
   for (FittedCollective& f : fits_) {
-    if (f.op == fit.op) {
+    if (f.op == fit.op && (f.nodes > 1) == inter) {
       f = std::move(fit);
       return;
     }
@@ -458,6 +510,13 @@ void CollectiveCalibration::Add(FittedCollective fit) {
 const FittedCollective* CollectiveCalibration::Find(CollectiveOp op) const {
   for (const FittedCollective& f : fits_) {
     if (f.op == op && f.nodes == 1) return &f;
+  }
+  return nullptr;
+}
+
+const FittedCollective* CollectiveCalibration::FindInterNode(CollectiveOp op) const {
+  for (const FittedCollective& f : fits_) {
+    if (f.op == op && f.nodes > 1) return &f;
   }
   return nullptr;
 }
@@ -536,6 +595,8 @@ Result<CollectiveEstimate> CollectiveModel::Estimate(CollectiveOp op, Bytes size
   std::vector<Timing> nominal = Candidates(op, bytes, lv);
   ORRERY_CHECK(!nominal.empty());
   const Timing& best = nominal.front();
+  const FittedCollective* inter = group.nodes > 1 ? calibration_.FindInterNode(op) : nullptr;
+  if (inter != nullptr) return InterNodeEstimate(cluster_, op, size, group, *inter);
   const FittedCollective* fit = calibration_.Find(op);
   if (fit == nullptr) {
     return MakeEstimate(op, size, n, Micros(best.TimeUs(bytes)), best.algorithm, best.protocol,

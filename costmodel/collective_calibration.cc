@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <optional>
+#include <utility>
 #include <vector>
 
 #include <Eigen/Dense>
@@ -92,6 +95,194 @@ std::vector<size_t> Segment(const std::vector<Point>& pts, int k, double* worst)
   return ends;
 }
 
+// Fits time(size) points of `op` measured on `group`: the regimes by
+// dynamic programming, each labelled with the nominal model's choice.
+Result<FittedCollective> FitPoints(std::vector<Point> pts, CollectiveOp op, const RankGroup& group,
+                                   const std::string& source, const CollectiveModel& nominal,
+                                   const CollectiveFitOptions& options) {
+  std::stable_sort(pts.begin(), pts.end(),
+                   [](const Point& a, const Point& b) { return a.size < b.size; });
+
+  const int max_k =
+      std::max(1, std::min(options.max_regimes, static_cast<int>(pts.size()) / 2));
+  std::vector<size_t> ends;
+  double best_worst = std::numeric_limits<double>::infinity();
+  for (int k = 1; k <= max_k; ++k) {
+    double worst = 0;
+    std::vector<size_t> e = Segment(pts, k, &worst);
+    if (e.empty()) continue;
+    if (worst < best_worst - 1e-12) {
+      best_worst = worst;
+      ends = e;
+    }
+    if (worst <= options.target_max_relative_error) break;
+  }
+
+  FittedCollective fit;
+  fit.op = op;
+  fit.ranks = group.Size();
+  fit.nodes = group.nodes;
+  fit.source = source;
+  const double factor = traces::BusBandwidthFactor(fit.op, fit.ranks);
+  std::vector<std::pair<size_t, size_t>> ranges;
+  size_t begin = 0;
+  for (size_t end : ends) {
+    ranges.emplace_back(begin, end);
+    LineFit line = FitLine(pts, begin, end);
+    FittedRegime r;
+    r.min_size = Bytes(static_cast<int64_t>(pts[begin].size));
+    r.max_size = Bytes(static_cast<int64_t>(pts[end - 1].size));
+    r.latency = Micros(line.alpha_us);
+    r.busbw = line.us_per_byte > 0 ? GBps(1e-3 / line.us_per_byte * factor) : Bandwidth::Zero();
+    r.points = static_cast<int>(end - begin);
+    r.max_relative_error = line.max_rel;
+    Bytes middle(static_cast<int64_t>(std::sqrt(pts[begin].size * pts[end - 1].size)));
+    Result<std::vector<CollectiveEstimate>> cands =
+        nominal.NominalCandidates(fit.op, middle, group);
+    if (cands.ok() && !cands->empty()) {
+      r.algorithm = cands->front().algorithm;
+      r.protocol = cands->front().protocol;
+    }
+    fit.regimes.push_back(r);
+    begin = end;
+  }
+  // A latency-only regime (flat times) takes the bandwidth of the fastest
+  // regime, and its latency is refitted (same weights) with that bandwidth
+  // term subtracted: at nccl-tests' smallest sizes the term is negligible,
+  // but a flat stretch at MiB sizes (Galvatron's all-to-all at 1-4 MiB)
+  // would otherwise be overestimated by it.
+  Bandwidth fastest = Bandwidth::Zero();
+  for (const FittedRegime& r : fit.regimes) fastest = std::max(fastest, r.busbw);
+  if (fastest <= Bandwidth::Zero()) {
+    return InvalidArgumentError(source + ": times do not grow with size; no bandwidth to fit");
+  }
+  const double us_per_byte = 1e-3 / (fastest.ToGBps() / factor);
+  for (size_t i = 0; i < fit.regimes.size(); ++i) {
+    FittedRegime& r = fit.regimes[i];
+    if (r.busbw > Bandwidth::Zero()) continue;
+    r.busbw = fastest;
+    double num = 0, den = 0;
+    for (size_t k = ranges[i].first; k < ranges[i].second; ++k) {
+      const Point& p = pts[k];
+      num += (1.0 - us_per_byte * p.size / p.time_us) / p.time_us;
+      den += 1.0 / (p.time_us * p.time_us);
+    }
+    LineFit line{std::max(0.0, num / den), us_per_byte, 0};
+    for (size_t k = ranges[i].first; k < ranges[i].second; ++k) {
+      line.max_rel = std::max(line.max_rel, RelError(line, pts[k]));
+    }
+    r.latency = Micros(line.alpha_us);
+    r.max_relative_error = line.max_rel;
+  }
+  return fit;
+}
+
+// The cluster shape a Galvatron table was profiled on: its file name's, else
+// one node of `cluster`'s primary node type.
+traces::GalvatronClusterShape ShapeOf(const std::optional<traces::GalvatronClusterShape>& shape,
+                                      const CollectiveModel& nominal) {
+  if (shape) return *shape;
+  return {1, nominal.cluster().node_types.front().devices_per_node};
+}
+
+// The devices of Galvatron's first group of `n` ranks on N×G devices
+// (HardwareProfiler.generate_allreduce_groups / generate_p2p_groups,
+// galvatron/core/profiler/hardware_profiler.py): consecutive ranks 0..n-1,
+// or strided ranks 0, W/n, 2W/n, ... of the W = N·G. A consecutive group
+// spans ceil(n/G) nodes; a strided one min(N, n) nodes, its ranks every
+// W/n-th device of each node. InvalidArgument when n does not divide W or
+// the ranks are not spread evenly over the nodes.
+Result<RankGroup> PlaceGroup(const std::string& where, int n, bool consecutive,
+                             const traces::GalvatronClusterShape& shape) {
+  const int w = shape.nodes * shape.gpus_per_node;
+  if (n < 2 || n > w || w % n != 0) {
+    return InvalidArgumentError(where + ": a group of " + std::to_string(n) +
+                                " ranks does not divide the profiled " +
+                                std::to_string(shape.nodes) + " x " +
+                                std::to_string(shape.gpus_per_node) + " devices");
+  }
+  const int stride = consecutive ? 1 : w / n;
+  std::map<int, int> per_node;
+  for (int k = 0; k < n; ++k) ++per_node[k * stride / shape.gpus_per_node];
+  RankGroup g;
+  g.nodes = static_cast<int>(per_node.size());
+  g.ranks_per_node = n / g.nodes;
+  for (const auto& [node, count] : per_node) {
+    if (count != g.ranks_per_node) {
+      return InvalidArgumentError(where + ": the " + std::to_string(n) +
+                                  " ranks are not spread evenly over " +
+                                  std::to_string(g.nodes) + " nodes");
+    }
+  }
+  g.placement = consecutive || g.ranks_per_node == 1 ? RankGroup::Placement::kConsecutive
+                                                     : RankGroup::Placement::kStrided;
+  return g;
+}
+
+// Galvatron's bandwidth sweep: nccl-tests from --start_mb 16 to --end_mb 512
+// (galvatron/core/arguments.py defaults); the files do not record it.
+constexpr Bytes kSweepMin = MiB(16);
+constexpr Bytes kSweepMax = MiB(512);
+
+// One regime from a measured bus bandwidth: the latency is the nominal
+// model's time of the op at zero bytes on `group` (what NCCL's choice for
+// the smallest sizes pays; Galvatron measures bandwidth only), the label its
+// choice at the geometric middle of the sweep.
+Result<FittedCollective> BandwidthFit(CollectiveOp op, const RankGroup& group, Bandwidth busbw,
+                                      const std::string& where, const CollectiveModel& nominal) {
+  Result<std::vector<CollectiveEstimate>> at_zero =
+      nominal.NominalCandidates(op, Bytes(0), group);
+  if (!at_zero.ok()) {
+    return InvalidArgumentError(where + ": does not fit cluster '" + nominal.cluster().name +
+                                "': " + at_zero.status().message());
+  }
+  Bytes middle(static_cast<int64_t>(
+      std::sqrt(static_cast<double>(kSweepMin.count()) * static_cast<double>(kSweepMax.count()))));
+  ORRERY_ASSIGN_OR_RETURN(std::vector<CollectiveEstimate> at_middle,
+                          nominal.NominalCandidates(op, middle, group));
+  if (at_zero->empty() || at_middle.empty()) {
+    return InvalidArgumentError(where + ": the nominal model has no candidate for this group");
+  }
+  FittedCollective fit;
+  fit.op = op;
+  fit.ranks = group.Size();
+  fit.nodes = group.nodes;
+  fit.source = where;
+  FittedRegime r;
+  r.min_size = kSweepMin;
+  r.max_size = kSweepMax;
+  r.latency = at_zero->front().time;
+  r.busbw = busbw;
+  r.algorithm = at_middle.front().algorithm;
+  r.protocol = at_middle.front().protocol;
+  r.points = 1;
+  r.max_relative_error = 0;
+  fit.regimes.push_back(r);
+  return fit;
+}
+
+// Keeps, per (op, level), the fit of the largest group (the first of equal
+// size), and adds them intra-node first.
+void AddLargestPerLevel(std::vector<FittedCollective> fits, CollectiveCalibration& calibration) {
+  std::vector<FittedCollective> kept;
+  for (FittedCollective& f : fits) {
+    bool placed = false;
+    for (FittedCollective& k : kept) {
+      if (k.op == f.op && (k.nodes > 1) == (f.nodes > 1)) {
+        if (f.ranks > k.ranks) k = std::move(f);
+        placed = true;
+        break;
+      }
+    }
+    if (!placed) kept.push_back(std::move(f));
+  }
+  std::stable_sort(kept.begin(), kept.end(), [](const FittedCollective& a,
+                                                const FittedCollective& b) {
+    return (a.nodes > 1) < (b.nodes > 1);
+  });
+  for (FittedCollective& f : kept) calibration.Add(std::move(f));
+}
+
 }  // namespace
 
 Result<FittedCollective> FitCollective(const traces::NcclTestsTable& table,
@@ -123,62 +314,8 @@ Result<FittedCollective> FitCollective(const traces::NcclTestsTable& table,
     }
     pts.push_back({static_cast<double>(r.size.count()), t.ToMicros()});
   }
-  std::stable_sort(pts.begin(), pts.end(),
-                   [](const Point& a, const Point& b) { return a.size < b.size; });
-
-  const int max_k =
-      std::max(1, std::min(options.max_regimes, static_cast<int>(pts.size()) / 2));
-  std::vector<size_t> ends;
-  double best_worst = std::numeric_limits<double>::infinity();
-  for (int k = 1; k <= max_k; ++k) {
-    double worst = 0;
-    std::vector<size_t> e = Segment(pts, k, &worst);
-    if (e.empty()) continue;
-    if (worst < best_worst - 1e-12) {
-      best_worst = worst;
-      ends = e;
-    }
-    if (worst <= options.target_max_relative_error) break;
-  }
-
-  FittedCollective fit;
-  fit.op = *table.collective;
-  fit.ranks = ranks;
-  fit.nodes = nodes;
-  fit.source = source;
-  const double factor = traces::BusBandwidthFactor(fit.op, ranks);
   RankGroup group{nodes, ranks / nodes, RankGroup::Placement::kConsecutive};
-  size_t begin = 0;
-  for (size_t end : ends) {
-    LineFit line = FitLine(pts, begin, end);
-    FittedRegime r;
-    r.min_size = Bytes(static_cast<int64_t>(pts[begin].size));
-    r.max_size = Bytes(static_cast<int64_t>(pts[end - 1].size));
-    r.latency = Micros(line.alpha_us);
-    r.busbw = line.us_per_byte > 0 ? GBps(1e-3 / line.us_per_byte * factor) : Bandwidth::Zero();
-    r.points = static_cast<int>(end - begin);
-    r.max_relative_error = line.max_rel;
-    Bytes middle(static_cast<int64_t>(std::sqrt(pts[begin].size * pts[end - 1].size)));
-    Result<std::vector<CollectiveEstimate>> cands =
-        nominal.NominalCandidates(fit.op, middle, group);
-    if (cands.ok() && !cands->empty()) {
-      r.algorithm = cands->front().algorithm;
-      r.protocol = cands->front().protocol;
-    }
-    fit.regimes.push_back(r);
-    begin = end;
-  }
-  // A latency-only regime (flat times) takes the bandwidth of the fastest
-  // regime: at its sizes the bandwidth term is negligible by construction.
-  Bandwidth fastest = Bandwidth::Zero();
-  for (const FittedRegime& r : fit.regimes) fastest = std::max(fastest, r.busbw);
-  if (fastest <= Bandwidth::Zero()) {
-    return InvalidArgumentError(source + ": times do not grow with size; no bandwidth to fit");
-  }
-  for (FittedRegime& r : fit.regimes) {
-    if (r.busbw <= Bandwidth::Zero()) r.busbw = fastest;
-  }
-  return fit;
+  return FitPoints(std::move(pts), *table.collective, group, source, nominal, options);
 }
 
 Status CalibrateFromLog(const traces::NcclTestsLog& log, const CollectiveModel& nominal,
@@ -191,6 +328,79 @@ Status CalibrateFromLog(const traces::NcclTestsLog& log, const CollectiveModel& 
                             FitCollective(log.tables[i], source, nominal, options));
     calibration.Add(std::move(fit));
   }
+  return Status::Ok();
+}
+
+Status CalibrateFromGalvatron(const traces::GalvatronAllReduceBandwidth& table,
+                              const CollectiveModel& nominal, CollectiveCalibration& calibration) {
+  const traces::GalvatronClusterShape shape = ShapeOf(table.shape, nominal);
+  std::vector<FittedCollective> fits;
+  for (const traces::GalvatronAllReduceBandwidth::Entry& e : table.entries) {
+    const std::string where = table.source + " (allreduce_size_" + std::to_string(e.ranks) +
+                              "_consec_" + (e.consecutive ? "1" : "0") + ")";
+    ORRERY_ASSIGN_OR_RETURN(RankGroup group, PlaceGroup(where, e.ranks, e.consecutive, shape));
+    ORRERY_ASSIGN_OR_RETURN(FittedCollective fit,
+                            BandwidthFit(CollectiveOp::kAllReduce, group, e.busbw, where, nominal));
+    fits.push_back(std::move(fit));
+  }
+  AddLargestPerLevel(std::move(fits), calibration);
+  return Status::Ok();
+}
+
+Status CalibrateFromGalvatron(const traces::GalvatronP2pBandwidth& table,
+                              const CollectiveModel& nominal, CollectiveCalibration& calibration) {
+  const traces::GalvatronClusterShape shape = ShapeOf(table.shape, nominal);
+  std::vector<FittedCollective> fits;
+  for (const traces::GalvatronP2pBandwidth::Entry& e : table.entries) {
+    const std::string where = table.source + " (pp_size_" + std::to_string(e.pp) + ")";
+    // Stages are strided over the devices, as Galvatron's pipeline groups.
+    ORRERY_ASSIGN_OR_RETURN(RankGroup group, PlaceGroup(where, e.pp, false, shape));
+    ORRERY_ASSIGN_OR_RETURN(
+        FittedCollective fit,
+        BandwidthFit(CollectiveOp::kSendRecv, group, e.bandwidth, where, nominal));
+    fits.push_back(std::move(fit));
+  }
+  AddLargestPerLevel(std::move(fits), calibration);
+  return Status::Ok();
+}
+
+Status CalibrateFromGalvatron(const traces::GalvatronCollectiveTimes& table,
+                              const CollectiveModel& nominal, CollectiveCalibration& calibration,
+                              const CollectiveFitOptions& options) {
+  const traces::GalvatronClusterShape shape = ShapeOf(table.shape, nominal);
+  // The points of each (op, ranks), in the order first seen.
+  std::vector<std::pair<CollectiveOp, int>> keys;
+  std::vector<std::vector<Point>> points;
+  for (const traces::GalvatronCollectiveTimes::Entry& e : table.entries) {
+    size_t i = 0;
+    while (i < keys.size() && keys[i] != std::make_pair(e.op, e.ranks)) ++i;
+    if (i == keys.size()) {
+      keys.emplace_back(e.op, e.ranks);
+      points.emplace_back();
+    }
+    points[i].push_back({static_cast<double>(e.size.count()), e.time.ToMicros()});
+  }
+  std::vector<FittedCollective> fits;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const auto [op, ranks] = keys[i];
+    const std::string where = table.source + " (" +
+                              (op == CollectiveOp::kAllReduce ? "allreduce" : "all2all") +
+                              "_size_" + std::to_string(ranks) + ")";
+    if (points[i].size() < 2) {
+      return InvalidArgumentError(where + ": expected at least 2 sizes to fit, got " +
+                                  std::to_string(points[i].size()));
+    }
+    ORRERY_ASSIGN_OR_RETURN(RankGroup group, PlaceGroup(where, ranks, true, shape));
+    Result<std::vector<CollectiveEstimate>> check = nominal.NominalCandidates(op, Bytes(0), group);
+    if (!check.ok()) {
+      return InvalidArgumentError(where + ": does not fit cluster '" + nominal.cluster().name +
+                                  "': " + check.status().message());
+    }
+    ORRERY_ASSIGN_OR_RETURN(FittedCollective fit,
+                            FitPoints(std::move(points[i]), op, group, where, nominal, options));
+    fits.push_back(std::move(fit));
+  }
+  AddLargestPerLevel(std::move(fits), calibration);
   return Status::Ok();
 }
 

@@ -247,7 +247,7 @@ std::optional<ComputeModel::Lookup> ComputeModel::Find(const Operator& op, bool 
   // equal the operator's.
   for (const Entry& entry : entries_) {
     const traces::ComputeProfileEntry& e = entry.measured;
-    if (e.IsLayer() || *e.op_class != op.op_class) continue;
+    if (e.IsLayer() || *e.op_class != op.op_class || !e.covers.empty()) continue;
     if (backward && !e.backward.has_value()) continue;
     if (e.gemm.has_value() && (!op.gemm.has_value() || !SameShape(*e.gemm, *op.gemm))) continue;
     if (!e.name.empty() && e.name != op.name) continue;
@@ -264,6 +264,8 @@ std::optional<ComputeModel::Lookup> ComputeModel::Find(const Operator& op, bool 
     const traces::ComputeProfileEntry& e = entry.measured;
     if (e.IsLayer() || *e.op_class != op.op_class || !e.forward_flops.has_value()) continue;
     if (backward && !e.backward.has_value()) continue;
+    // A covering entry's rate is that of several operators together.
+    if (!e.covers.empty()) continue;
     // Fused and unfused attention are different kernels.
     if (op.op_class == OperatorClass::kAttention && e.gemm.has_value() &&
         (e.forward_flops->count() > 3.0 * MnkBatch(*e.gemm)) != IsFusedAttention(op)) {
@@ -327,14 +329,67 @@ ComputeEstimate ComputeModel::EstimateLayer(const workload::LayerOperators& laye
   sum.provenance = ComputeProvenance::kMeasured;
   Duration fwd_compute, fwd_memory, bwd_compute, bwd_memory;
   std::map<ComputeProvenance, int> counts;
-  for (const Operator& op : layer.ops) {
-    const ComputeEstimate e = Estimate(op);
+  auto add = [&](const ComputeEstimate& e, int operators) {
     sum.forward += e.forward;
     sum.backward += e.backward;
     sum.provenance = Weaker(sum.provenance, e.provenance);
     (e.forward_bound == ComputeBound::kCompute ? fwd_compute : fwd_memory) += e.forward;
     (e.backward_bound == ComputeBound::kCompute ? bwd_compute : bwd_memory) += e.backward;
-    ++counts[e.provenance];
+    counts[e.provenance] += operators;
+  };
+  // Covering entries, in profile order: each that finds every operator it
+  // covers in the layer (not claimed by an earlier one), with forward FLOPs
+  // summing to its own, claims them.
+  std::vector<bool> covered(layer.ops.size(), false);
+  std::string covering_detail;
+  for (const Entry& entry : entries_) {
+    const traces::ComputeProfileEntry& e = entry.measured;
+    if (e.IsLayer() || e.covers.empty() || !e.forward_flops.has_value()) continue;
+    std::vector<size_t> group_ops;
+    Flops flops;
+    for (const std::string& name : e.covers) {
+      for (size_t i = 0; i < layer.ops.size(); ++i) {
+        if (!covered[i] && layer.ops[i].name == name &&
+            std::find(group_ops.begin(), group_ops.end(), i) == group_ops.end()) {
+          group_ops.push_back(i);
+          flops += layer.ops[i].forward_flops;
+          break;
+        }
+      }
+    }
+    if (group_ops.size() != e.covers.size() || !SameFlops(flops, *e.forward_flops)) continue;
+    // The covered operators as one kernel: the entry's times; a backward
+    // the entry lacks is the covered operators' roofline backward. Bounds:
+    // the roofline term that dominates the covered operators' roofline.
+    ComputeEstimate group;
+    Duration roof_fwd_compute, roof_fwd_memory, roof_bwd_compute, roof_bwd_memory, roof_bwd;
+    for (size_t i : group_ops) {
+      covered[i] = true;
+      const ComputeEstimate r = Roofline(layer.ops[i]);
+      (r.forward_bound == ComputeBound::kCompute ? roof_fwd_compute : roof_fwd_memory) +=
+          r.forward;
+      (r.backward_bound == ComputeBound::kCompute ? roof_bwd_compute : roof_bwd_memory) +=
+          r.backward;
+      roof_bwd += r.backward;
+    }
+    group.forward = e.forward;
+    group.backward = e.backward.value_or(roof_bwd);
+    group.provenance =
+        e.backward.has_value() ? ComputeProvenance::kMeasured : ComputeProvenance::kRoofline;
+    group.forward_bound =
+        roof_fwd_compute >= roof_fwd_memory ? ComputeBound::kCompute : ComputeBound::kMemory;
+    group.backward_bound =
+        roof_bwd_compute >= roof_bwd_memory ? ComputeBound::kCompute : ComputeBound::kMemory;
+    add(group, static_cast<int>(group_ops.size()));
+    covering_detail += "; " + (e.name.empty() ? std::string("an entry") : e.name) + " covers";
+    for (size_t j = 0; j < e.covers.size(); ++j) {
+      covering_detail += (j == 0 ? " " : "+") + e.covers[j];
+    }
+    covering_detail += " (" + entry.source + (e.backward.has_value() ? "" : ", backward roofline") +
+                       ")";
+  }
+  for (size_t i = 0; i < layer.ops.size(); ++i) {
+    if (!covered[i]) add(Estimate(layer.ops[i]), 1);
   }
   if (layer.ops.empty()) sum.provenance = ComputeProvenance::kRoofline;
   sum.forward_bound = fwd_compute >= fwd_memory ? ComputeBound::kCompute : ComputeBound::kMemory;
@@ -347,6 +402,7 @@ ComputeEstimate ComputeModel::EstimateLayer(const workload::LayerOperators& laye
   for (const auto& [p, n] : counts) {
     sum.detail += " " + std::to_string(n) + " " + std::string(ComputeProvenanceName(p));
   }
+  sum.detail += covering_detail;
   return sum;
 }
 

@@ -35,6 +35,18 @@
 //     bandwidth at bandwidth_efficiency (0.80, nominal). Every class also
 //     takes the memory term, so a skinny GEMM is memory-bound.
 //
+// A profile entry that covers several operators (traces::ComputeProfileEntry::
+// covers: the executor's fused "attn.core" measures attn.qk, attn.softmax and
+// attn.av as one kernel) applies to a whole layer only: EstimateLayer times
+// the covered operators together by the entry when every covered name is an
+// operator of the layer and their forward FLOPs sum to the entry's
+// forward_flops (to 1e-9, as any FLOP match here). Its forward (and backward,
+// when measured; else the covered operators' roofline backward) replaces
+// theirs; the group's provenance is measured, or roofline when the backward
+// came from the roofline (the weaker of the two, as for one operator).
+// Estimate of a single operator ignores covering entries (neither matched
+// nor fitted on: their rate is that of several operators together).
+//
 // Ignored: kernel launch latency and host overhead, clock throttling under
 // power limits, L2 cache reuse between operators, operator fusion beyond
 // what workload/ expands, overlap of communication kernels with compute.

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <random>
 #include <set>
 #include <string_view>
 #include <tuple>
@@ -42,14 +43,29 @@ struct KernelTimes {
 // untimed ones, each call bracketed by Synchronize() so that an
 // asynchronous backend's queue is empty before and drained after it. At
 // least one nanosecond (a profile's times are positive).
+// fp32 elements of the cache-flush buffer (ComputeProfileOptions::flush_bytes).
+int64_t FlushElements(const Backend& backend, const ComputeProfileOptions& options) {
+  int64_t bytes = options.flush_bytes;
+  if (bytes < 0) {
+    bytes = backend.kind() == BackendKind::kCpu ? int64_t{8} << 20 : int64_t{256} << 20;
+  }
+  return bytes / static_cast<int64_t>(sizeof(float));
+}
+
+// `flush` (may be null) is overwritten before every call.
 template <typename Run>
-Duration MedianTime(Backend& backend, int warmup, int repetitions, Run run) {
+Duration MedianTime(Backend& backend, int warmup, int repetitions, DeviceArray<float>* flush,
+                    const std::function<void()>& align, Run run) {
   for (int i = 0; i < warmup; ++i) run();
   backend.Synchronize();
   std::vector<double> seconds;
   seconds.reserve(static_cast<size_t>(repetitions));
   for (int i = 0; i < repetitions; ++i) {
+    if (flush != nullptr && flush->size() > 0) {
+      backend.Fill(flush->data(), flush->size(), static_cast<float>(i));
+    }
     backend.Synchronize();
+    if (align) align();
     const double start = MpiWorld::Now();
     run();
     backend.Synchronize();
@@ -62,11 +78,26 @@ Duration MedianTime(Backend& backend, int warmup, int repetitions, Run run) {
   return std::max(Seconds(median), Nanos(1));
 }
 
-// Device buffers of fp32 filled with a small constant (no NaNs or
-// denormals to skew a kernel's time).
-DeviceArray<float> Filled(Backend& backend, int64_t n, float value = 0.01f) {
+// Device buffers of fp32 filled with `value`.
+DeviceArray<float> Filled(Backend& backend, int64_t n, float value) {
   DeviceArray<float> a(backend, n);
   if (n > 0) backend.Fill(a.data(), n, value);
+  return a;
+}
+
+// Device buffers of fp32 drawn from N(0, 1), as activations and gradients
+// are after a norm. Not a constant: the time of tanh, exp and log (GELU,
+// softmax, the loss) depends on their argument — glibc's tanhf returns
+// early for small arguments, so a buffer of 0.01 times GELU at 0.6× of
+// what a training step's activations cost. Seeded per call count, so runs
+// repeat.
+DeviceArray<float> Filled(Backend& backend, int64_t n) {
+  static std::mt19937 generator(20261122);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> host(static_cast<size_t>(std::max<int64_t>(n, 0)));
+  for (float& v : host) v = normal(generator);
+  DeviceArray<float> a(backend, n);
+  if (n > 0) backend.CopyFromHost(host.data(), a.data(), n * static_cast<int64_t>(sizeof(float)));
   return a;
 }
 
@@ -115,7 +146,7 @@ class ComputeProfiler {
       const Operator& op = layer.ops[i];
       switch (op.op_class) {
         case OperatorClass::kGemm:
-          if (op.gemm.has_value()) AddGemm(*op.gemm);
+          if (op.gemm.has_value()) AddGemm(op);
           break;
         case OperatorClass::kAttention:
           // The unfused core is attn.qk, attn.softmax, attn.av; the backend
@@ -149,15 +180,39 @@ class ComputeProfiler {
 
   template <typename Run>
   Duration Time(Run run) {
-    return MedianTime(backend_, options_.warmup, options_.repetitions, run);
+    if (!flush_.has_value()) flush_.emplace(backend_, FlushElements(backend_, options_));
+    return MedianTime(backend_, options_.warmup, options_.repetitions, &*flush_, options_.align,
+                      run);
   }
 
   // Entries for operators measured by the kernel `key` (timed once by
   // `measure`): one entry per distinct (class, name, FLOPs).
+  // The bytes an entry's operators move (workload/operators.h's count);
+  // zero is "not given" (a profile's byte counts are positive).
+  static void SetBytes(ComputeProfileEntry& e, Bytes forward, Bytes backward) {
+    if (forward > Bytes::Zero()) e.forward_bytes = forward;
+    if (backward > Bytes::Zero()) e.backward_bytes = backward;
+  }
+
+  // Entries for operators measured by the kernel `key` (timed once by
+  // `measure`): one entry per distinct (class, name, FLOPs), carrying the
+  // bytes of `op` (or `bytes`, for an entry covering several operators)
+  // and the names it `covers`.
+  struct Moved {
+    Bytes forward;
+    Bytes backward;
+  };
   template <typename Measure>
   void AddNamed(const Operator& op, const std::string& name, Flops forward_flops,
                 const std::string& key, Measure measure) {
-    auto entry_key = std::make_tuple(static_cast<int>(op.op_class), name, forward_flops.count());
+    AddNamed(op, name, forward_flops, Moved{op.forward_bytes, op.backward_bytes}, {}, key,
+             measure);
+  }
+  template <typename Measure>
+  void AddNamed(const Operator& op, const std::string& name, Flops forward_flops, Moved bytes,
+                std::vector<std::string> covers, const std::string& key, Measure measure) {
+    auto entry_key = std::make_tuple(static_cast<int>(op.op_class), name, forward_flops.count(),
+                                     bytes.forward.count());
     if (!named_.insert(entry_key).second) return;
     auto it = kernels_.find(key);
     if (it == kernels_.end()) {
@@ -171,6 +226,8 @@ class ComputeProfiler {
     e.op_class = op.op_class;
     e.name = name;
     if (forward_flops.count() > 0) e.forward_flops = forward_flops;
+    SetBytes(e, bytes.forward, bytes.backward);
+    if (e.forward_flops.has_value()) e.covers = std::move(covers);
     e.forward = it->second.forward;
     e.backward = it->second.backward;
     entries_.push_back(std::move(e));
@@ -178,7 +235,8 @@ class ComputeProfiler {
 
   // Y = X·W forward; dX = dY·Wᵀ and dW = Xᵀ·dY backward (Narayanan et al.:
   // the backward is the two GEMMs of the input and weight gradients).
-  void AddGemm(const GemmShape& g) {
+  void AddGemm(const Operator& op) {
+    const GemmShape& g = *op.gemm;
     if (!gemms_.insert({g.m, g.n, g.k, g.batch}).second) return;
     const int64_t m = g.m, n = g.n, k = g.k;
     DeviceArray<float> x = Filled(backend_, m * k), w = Filled(backend_, k * n);
@@ -204,6 +262,7 @@ class ComputeProfiler {
     e.op_class = OperatorClass::kGemm;
     e.gemm = g;
     e.forward_flops = Flop(flops);
+    SetBytes(e, op.forward_bytes, op.backward_bytes);
     e.forward = fwd;
     e.backward = bwd;
     entries_.push_back(std::move(e));
@@ -213,8 +272,17 @@ class ComputeProfiler {
     const Operator& qk = layer.ops[qk_index];
     const std::string prefix = qk.name.substr(0, qk.name.size() - 3);
     Flops flops = qk.forward_flops;
-    for (const Operator& op : layer.ops) {
-      if (op.name == prefix + ".softmax" || op.name == prefix + ".av") flops += op.forward_flops;
+    Moved bytes{qk.forward_bytes, qk.backward_bytes};
+    std::vector<std::string> covers = {qk.name};
+    for (const char* suffix : {".softmax", ".av"}) {
+      for (const Operator& op : layer.ops) {
+        if (op.name != prefix + suffix) continue;
+        flops += op.forward_flops;
+        bytes.forward += op.forward_bytes;
+        bytes.backward += op.backward_bytes;
+        covers.push_back(op.name);
+        break;
+      }
     }
     AttentionShape s;
     s.batch = d.batch;
@@ -226,7 +294,7 @@ class ComputeProfiler {
     const std::string key = "b" + std::to_string(s.batch) + " s" + std::to_string(s.sequence) +
                             " heads " + std::to_string(s.heads) + "/" +
                             std::to_string(s.kv_heads) + " d" + std::to_string(s.head_dim);
-    AddNamed(qk, prefix + ".core", flops, "attention " + key, [&] {
+    AddNamed(qk, prefix + ".core", flops, bytes, std::move(covers), "attention " + key, [&] {
       DeviceArray<float> qkv = Filled(backend_, s.rows() * s.row_stride);
       DeviceArray<float> out = Filled(backend_, s.rows() * s.heads * s.head_dim);
       DeviceArray<float> probs = Filled(backend_, s.probs_elements());
@@ -400,9 +468,10 @@ class ComputeProfiler {
   const ComputeProfileOptions& options_;
   const std::function<void(const std::string&)>& progress_;
   std::set<std::tuple<int64_t, int64_t, int64_t, int64_t>> gemms_;
-  std::set<std::tuple<int, std::string, double>> named_;
+  std::set<std::tuple<int, std::string, double, int64_t>> named_;
   std::map<std::string, KernelTimes> kernels_;
   std::vector<ComputeProfileEntry> entries_;
+  std::optional<DeviceArray<float>> flush_;  // ComputeProfileOptions::flush_bytes
 };
 
 // ---- Collectives ----------------------------------------------------------------
@@ -614,57 +683,150 @@ std::string VariantColumns(const Variant& v) {
 
 }  // namespace
 
-Result<traces::ComputeProfile> ProfileCompute(
-    Backend& backend, const workload::ModelSpec& model, const ComputeProfileOptions& options,
-    const std::function<void(const std::string&)>& progress) {
-  if (options.tp < 1 || options.micro_batch < 1 || options.sequence_length < 0 ||
-      options.warmup < 0 || options.repetitions < 1) {
-    return InvalidArgumentError(
-        "compute profile options: expected tp >= 1, micro-batch >= 1, sequence length >= 0 "
-        "(0: the model's), warm-up >= 0 and repetitions >= 1");
-  }
-  const int64_t sequence =
-      options.sequence_length > 0 ? options.sequence_length : model.default_sequence_length;
+namespace {
+
+// The model's layers at `tp`, `micro_batch` and `sequence` into `profiler`.
+Status ProfileLayers(ComputeProfiler& profiler, const workload::ModelSpec& model, int tp,
+                     int64_t micro_batch, int64_t sequence) {
   workload::LayerLayout layout;
-  layout.tp = options.tp;
+  layout.tp = tp;
   workload::ExpansionOptions expansion;
   expansion.activation_bytes = 4;  // the backends compute in fp32
-  if (model.vocab_size > 0 && model.vocab_size % options.tp != 0) {
-    return InvalidArgumentError("tp " + std::to_string(options.tp) +
+  if (model.vocab_size > 0 && model.vocab_size % tp != 0) {
+    return InvalidArgumentError("tp " + std::to_string(tp) +
                                 " does not divide the vocabulary of " +
                                 std::to_string(model.vocab_size) + " of " + model.name);
   }
   LayerDims d;
-  d.batch = options.micro_batch;
+  d.batch = micro_batch;
   d.sequence = sequence;
   d.tokens = d.batch * d.sequence;
   d.hidden = model.hidden_size;
-  d.heads = model.num_attention_heads / options.tp;
-  d.kv_heads = model.num_kv_heads >= options.tp ? model.num_kv_heads / options.tp : 1;
+  d.heads = model.num_attention_heads / tp;
+  d.kv_heads = model.num_kv_heads >= tp ? model.num_kv_heads / tp : 1;
   d.head_dim = model.head_dim;
-  d.ffn = model.ffn_hidden_size / options.tp;
-  d.vocab_local = model.vocab_size / options.tp;
-
-  ComputeProfiler profiler(backend, model, options, progress);
+  d.ffn = model.ffn_hidden_size / tp;
+  d.vocab_local = model.vocab_size / tp;
   std::set<workload::LayerKind> seen;
   for (workload::LayerKind kind : workload::ModelLayers(model)) {
     if (!seen.insert(kind).second) continue;
     ORRERY_ASSIGN_OR_RETURN(workload::LayerOperators layer,
-                            workload::ExpandLayer(model, kind, options.micro_batch, sequence,
-                                                  layout, expansion));
+                            workload::ExpandLayer(model, kind, micro_batch, sequence, layout,
+                                                  expansion));
     ORRERY_RETURN_IF_ERROR(profiler.Layer(layer, d));
+  }
+  return Status::Ok();
+}
+
+// The parameters one rank holds with the whole model on it, split tp ways.
+Result<int64_t> ParametersPerRank(const workload::ModelSpec& model, int tp, int64_t sequence) {
+  workload::LayerLayout layout;
+  layout.tp = tp;
+  std::map<workload::LayerKind, int64_t> per_kind;
+  int64_t total = 0;
+  for (workload::LayerKind kind : workload::ModelLayers(model)) {
+    auto it = per_kind.find(kind);
+    if (it == per_kind.end()) {
+      ORRERY_ASSIGN_OR_RETURN(workload::LayerOperators layer,
+                              workload::ExpandLayer(model, kind, 1, sequence, layout));
+      it = per_kind.emplace(kind, layer.Parameters()).first;
+    }
+    total += it->second;
+  }
+  return total;
+}
+
+// The median time of one AdamW step (Backend::AdamStep) over n parameters.
+traces::OptimizerMeasurement TimeAdam(Backend& backend, int64_t n,
+                                      const ComputeProfileOptions& options) {
+  DeviceArray<float> param = Filled(backend, n), grad = Filled(backend, n, 1e-3f);
+  DeviceArray<float> m = Filled(backend, n, 0.0f), v = Filled(backend, n, 0.0f);
+  const AdamHyperparameters hyper;
+  int64_t step = 0;
+  traces::OptimizerMeasurement out;
+  out.name = "adamw";
+  out.parameters = n;
+  DeviceArray<float> flush(backend, FlushElements(backend, options));
+  out.step = MedianTime(backend, options.warmup, options.repetitions, &flush, options.align, [&] {
+    backend.AdamStep(param.data(), grad.data(), m.data(), v.data(), n, hyper, ++step);
+  });
+  return out;
+}
+
+std::string JoinInts(const auto& values) {
+  std::string out;
+  for (const auto& v : values) out += (out.empty() ? "" : ",") + std::to_string(v);
+  return out;
+}
+
+}  // namespace
+
+Result<traces::ComputeProfile> ProfileCompute(
+    Backend& backend, const workload::ModelSpec& model, const ComputeProfileOptions& options,
+    const std::function<void(const std::string&)>& progress) {
+  return ProfileComputeSweep(backend, model, options, {options.tp}, {options.micro_batch},
+                             progress);
+}
+
+Result<traces::ComputeProfile> ProfileComputeSweep(
+    Backend& backend, const workload::ModelSpec& model, const ComputeProfileOptions& options,
+    const std::vector<int>& tps, const std::vector<int64_t>& micro_batches,
+    const std::function<void(const std::string&)>& progress) {
+  const bool tps_ok = !tps.empty() && std::all_of(tps.begin(), tps.end(), [](int t) {
+    return t >= 1;
+  });
+  const bool micro_batches_ok =
+      !micro_batches.empty() &&
+      std::all_of(micro_batches.begin(), micro_batches.end(), [](int64_t b) { return b >= 1; });
+  if (!tps_ok || !micro_batches_ok || options.sequence_length < 0 || options.warmup < 0 ||
+      options.repetitions < 1 || options.max_optimizer_parameters < 1) {
+    return InvalidArgumentError(
+        "compute profile options: expected tp >= 1, micro-batch >= 1, sequence length >= 0 "
+        "(0: the model's), warm-up >= 0, repetitions >= 1 and an optimizer cap >= 1");
+  }
+  const int64_t sequence =
+      options.sequence_length > 0 ? options.sequence_length : model.default_sequence_length;
+  ComputeProfiler profiler(backend, model, options, progress);
+  std::vector<traces::OptimizerMeasurement> optimizer;
+  std::set<int64_t> optimizer_sizes;
+  for (int tp : tps) {
+    for (int64_t micro_batch : micro_batches) {
+      if (progress && (tps.size() > 1 || micro_batches.size() > 1)) {
+        progress("# tp " + std::to_string(tp) + ", micro-batch " + std::to_string(micro_batch));
+      }
+      ORRERY_RETURN_IF_ERROR(ProfileLayers(profiler, model, tp, micro_batch, sequence));
+    }
+    if (!options.optimizer) continue;
+    // AdamW over what one rank holds at this tp, and half and twice that,
+    // for a line through several points.
+    ORRERY_ASSIGN_OR_RETURN(int64_t held, ParametersPerRank(model, tp, sequence));
+    for (int64_t n : {held / 2, held, 2 * held}) {
+      n = std::min(n, options.max_optimizer_parameters);
+      if (n < 1 || !optimizer_sizes.insert(n).second) continue;
+      traces::OptimizerMeasurement m = TimeAdam(backend, n, options);
+      if (progress) {
+        progress("adamw " + std::to_string(n) + " parameters" +
+                 (n == held ? " (one rank at tp " + std::to_string(tp) + ")" : "") + "   step " +
+                 FormatDuration(m.step));
+      }
+      optimizer.push_back(std::move(m));
+    }
   }
   traces::ComputeProfile profile;
   profile.device = backend.device_name();
   profile.precision = topology::Precision::kFp32;
   profile.source = "orrery profile: " + model.name + " on the " +
                    std::string(BackendKindName(backend.kind())) + " backend, tp " +
-                   std::to_string(options.tp) + ", micro-batch " +
-                   std::to_string(options.micro_batch) + ", sequence " +
+                   JoinInts(tps) + ", micro-batch " + JoinInts(micro_batches) + ", sequence " +
                    std::to_string(sequence) + "; median of " +
                    std::to_string(options.repetitions) + " after " +
                    std::to_string(options.warmup) + " warm-up";
   profile.entries = profiler.TakeEntries();
+  std::sort(optimizer.begin(), optimizer.end(),
+            [](const traces::OptimizerMeasurement& a, const traces::OptimizerMeasurement& b) {
+              return a.parameters < b.parameters;
+            });
+  profile.optimizer = std::move(optimizer);
   return profile;
 }
 

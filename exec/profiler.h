@@ -5,7 +5,17 @@
 //     and loss shape a model's layers use under a tensor-parallel degree
 //     and micro-batch (from workload::ExpandLayer), timed on one rank's
 //     backend: forward and backward, median of timed repetitions after
-//     warm-up. Written as a traces::ComputeProfile.
+//     warm-up. Written as a traces::ComputeProfile whose entries carry the
+//     bytes the cost model's operators move (forward_bytes,
+//     backward_bytes) and, for the fused attention core
+//     ("<prefix>.core"), the operators it covers (<prefix>.qk,
+//     <prefix>.softmax, <prefix>.av) with their summed forward FLOPs. A
+//     sweep over several tensor-parallel degrees and micro-batches enters
+//     each distinct operator (class, name, FLOPs, bytes) or GEMM shape
+//     once.
+//   * Optimizer: one AdamW step (Backend::AdamStep) over the parameters
+//     one rank holds with the whole model split tp ways (P), and over P/2
+//     and 2P, into the profile's "optimizer" list.
 //   * Collectives: all-reduce, all-gather, reduce-scatter, all-to-all and
 //     send/recv over the whole MPI world, sizes from min_bytes to max_bytes
 //     doubling, timed as nccl-tests does (warm-up iterations, a barrier,
@@ -39,6 +49,25 @@ struct ComputeProfileOptions {
   int64_t sequence_length = 0;  // 0: the model's default
   int warmup = 2;
   int repetitions = 10;
+  // Time the AdamW step too (see above), at most this many parameters per
+  // measurement (four fp32 arrays of that length are allocated).
+  bool optimizer = true;
+  int64_t max_optimizer_parameters = int64_t{1} << 26;
+  // Bytes written to a scratch buffer before every timed call, so that a
+  // kernel's operands are not left in the caches by its previous call: in a
+  // training step the data of one operator is evicted by the others'
+  // before it runs again (Triton's do_bench clears the L2 the same way,
+  // with 256 MB on GPUs). 0: no flush. -1: the backend's default — 8 MiB
+  // on the cpu backend (twice a core's L2 on this project's machines, the
+  // level a repeated call keeps warm; without it the profile times gpt-tiny's
+  // GEMMs 15-20% faster than the executor's traced steps show them), 256 MiB
+  // on cuda.
+  int64_t flush_bytes = -1;
+  // Called before every timed call (after the flush), on every rank that
+  // profiles at once: `orrery profile` passes an MPI barrier, so that all
+  // ranks run the same kernel at the same moment and each is timed beside
+  // the others' work, as in a data- or tensor-parallel step. Empty: none.
+  std::function<void()> align;
 };
 
 // Times the operators of `model`'s layers on `backend`. `progress` (may be
@@ -46,6 +75,17 @@ struct ComputeProfileOptions {
 // the layout does not divide the model.
 Result<traces::ComputeProfile> ProfileCompute(
     Backend& backend, const workload::ModelSpec& model, const ComputeProfileOptions& options,
+    const std::function<void(const std::string&)>& progress);
+
+// ProfileCompute over every (tp, micro-batch) of `tps` × `micro_batches`
+// (options.tp and options.micro_batch are not read), into one profile: an
+// operator that several combinations share is measured and entered once;
+// the optimizer is timed per tp (sizes already measured are not repeated).
+// InvalidArgument when a list is empty, a value is < 1, or a tp does not
+// divide the model.
+Result<traces::ComputeProfile> ProfileComputeSweep(
+    Backend& backend, const workload::ModelSpec& model, const ComputeProfileOptions& options,
+    const std::vector<int>& tps, const std::vector<int64_t>& micro_batches,
     const std::function<void(const std::string&)>& progress);
 
 struct CollectiveProfileOptions {

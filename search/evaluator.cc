@@ -1,6 +1,7 @@
 // The evaluator, the helpers algorithms share, and RunSearch (search/search.h).
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <memory>
 #include <optional>
 #include <string>
@@ -71,11 +72,24 @@ Result<Evaluator> Evaluator::Create(const SearchRequest& request) {
   if (request.cluster.node_types.empty()) {
     return InvalidArgumentError("search: the cluster has no nodes");
   }
+  if (!(request.overlap_slowdown >= 0.0) || !std::isfinite(request.overlap_slowdown)) {
+    return InvalidArgumentError("search: overlap slowdown: expected a finite value >= 0, got " +
+                                std::to_string(request.overlap_slowdown));
+  }
+  // The calibrated models when the request carries a calibration (nullptr:
+  // the nominal ones); the same calibration reaches the simulator through
+  // IterationOptions in Simulate.
   ORRERY_ASSIGN_OR_RETURN(sim::AnalyticalModel model,
-                          sim::AnalyticalModel::Create(request.cluster));
+                          sim::AnalyticalModel::Create(request.cluster,
+                                                       request.calibration.get()));
   Evaluator evaluator;
   auto req = std::make_shared<SearchRequest>(request);
   if (req->sequence_length <= 0) req->sequence_length = request.model.default_sequence_length;
+  // The measured optimizer step, unless the request sets one: every
+  // algorithm's own cost model (galvatron's) reads it from the request.
+  if (request.calibration != nullptr && !req->graph.optimizer_time_per_parameter.has_value()) {
+    req->graph.optimizer_time_per_parameter = request.calibration->optimizer_time_per_parameter;
+  }
   if (request.memory_budget.has_value()) {
     if (*request.memory_budget <= Bytes(0)) {
       return InvalidArgumentError("search: memory budget: expected a positive size, got " +
@@ -100,14 +114,19 @@ Result<Evaluation> Evaluator::Score(const workload::Plan& plan) const {
 }
 
 Result<Evaluation> Evaluator::ScoreValidated(const workload::Plan& plan) const {
+  sim::AnalyticalOptions options;
+  options.graph = request_->graph;
+  options.overlap_slowdown = request_->overlap_slowdown;
   ORRERY_ASSIGN_OR_RETURN(const sim::AnalyticalEstimate estimate,
-                          analytical_->EstimateValidated(request_->model, plan, request_->graph));
+                          analytical_->EstimateValidated(request_->model, plan, options));
   return FromEstimate(estimate, budget_);
 }
 
 Result<Evaluation> Evaluator::Simulate(const workload::Plan& plan) const {
   sim::IterationOptions options;
   options.graph = request_->graph;
+  options.calibration = request_->calibration;
+  options.overlap_slowdown = request_->overlap_slowdown;
   ORRERY_ASSIGN_OR_RETURN(
       const sim::IterationReport report,
       sim::SimulateIteration(request_->model, plan, request_->cluster, options));

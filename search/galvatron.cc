@@ -28,7 +28,15 @@
 //              + (optimizer step + ZeRO-1/2 parameter gather
 //                 + max(0, gradient reduction − B)) / m,
 //      the last term the once-per-iteration work spread over the
-//      micro-batches. Its memory at stage s is
+//      micro-batches. The optimizer step is the parameters held × the
+//      calibrated time per parameter when the request has one
+//      (TrainingGraphOptions::optimizer_time_per_parameter, filled from the
+//      calibration by the evaluator), else their bytes at the streaming
+//      bandwidth. With an overlap slowdown σ (SearchRequest::
+//      overlap_slowdown) the compute that overlaps data-parallel
+//      communication is charged σ more: σ·min(B, reduction) once, ZeRO-3
+//      σ·(min(F, gather) + min(B, gather + reduce-scatter)) per micro-batch.
+//      Its memory at stage s is
 //          states (the ZeRO paper's (2 + 2 + K)Ψ split as its stage says)
 //          + saved activations × in-flight micro-batches of s
 //            (costmodel::InFlightMicroBatches, per chunk when interleaved),
@@ -396,6 +404,8 @@ struct Common {
   int64_t context_bytes = 0;
   Bandwidth optimizer_bandwidth;
   int optimizer_bytes_per_parameter = 12;
+  std::optional<Duration> optimizer_time_per_parameter;  // calibrated
+  double overlap_slowdown = 0.0;
   std::vector<int> kind_of_layer;  // block kind of each transformer layer
   int kinds = 1;
   bool homogeneous = true;
@@ -407,20 +417,30 @@ int64_t ItemTime(const Common& common, const BlockCost& b, const LayerStrategy& 
   int64_t per_micro = b.forward + b.backward;
   int64_t once = 0;
   const int64_t held = st.zero_stage >= 1 && n > 1 ? b.parameters / n : b.parameters;
-  once += (Bytes(held * common.optimizer_bytes_per_parameter) / common.optimizer_bandwidth)
-              .picos();
+  once += common.optimizer_time_per_parameter.has_value()
+              ? (*common.optimizer_time_per_parameter * held).picos()
+              : (Bytes(held * common.optimizer_bytes_per_parameter) / common.optimizer_bandwidth)
+                    .picos();
+  const double sigma = common.overlap_slowdown;
+  const auto slowed = [sigma](int64_t overlapped) {
+    return static_cast<int64_t>(sigma * static_cast<double>(overlapped));
+  };
   if (n > 1) {
     switch (st.zero_stage) {
       case 0:
-        once += std::max<int64_t>(0, b.all_reduce - b.backward);
+        once += std::max<int64_t>(0, b.all_reduce - b.backward) +
+                slowed(std::min(b.all_reduce, b.backward));
         break;
       case 1:
       case 2:
-        once += std::max<int64_t>(0, b.reduce_scatter - b.backward) + b.all_gather;
+        once += std::max<int64_t>(0, b.reduce_scatter - b.backward) + b.all_gather +
+                slowed(std::min(b.reduce_scatter, b.backward));
         break;
       default:
         per_micro = std::max(b.forward, b.all_gather) +
-                    std::max(b.backward, b.all_gather + b.reduce_scatter);
+                    std::max(b.backward, b.all_gather + b.reduce_scatter) +
+                    slowed(std::min(b.forward, b.all_gather) +
+                           std::min(b.backward, b.all_gather + b.reduce_scatter));
         break;
     }
   }
@@ -1029,6 +1049,8 @@ Status GalvatronSearch::Run(const Evaluator& evaluator, const ProgressFn& progre
   common.optimizer_bandwidth = request.cluster.PrimaryNodeType().device.memory_bandwidth *
                                compute->options().bandwidth_efficiency;
   common.optimizer_bytes_per_parameter = request.graph.optimizer_bytes_per_parameter;
+  common.optimizer_time_per_parameter = request.graph.optimizer_time_per_parameter;
+  common.overlap_slowdown = request.overlap_slowdown;
   const int encoders = model.num_encoder_layers;
   common.kinds = encoders > 0 && model.num_layers > 0 ? 2 : 1;
   common.homogeneous = common.kinds == 1;

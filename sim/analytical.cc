@@ -361,20 +361,32 @@ AnalyticalModel& AnalyticalModel::operator=(AnalyticalModel&&) noexcept = defaul
 AnalyticalModel::~AnalyticalModel() = default;
 
 Result<AnalyticalModel> AnalyticalModel::Create(const topology::ClusterSpec& cluster) {
+  return Create(cluster, nullptr);
+}
+
+Result<AnalyticalModel> AnalyticalModel::Create(const topology::ClusterSpec& cluster,
+                                                const costmodel::Calibration* calibration) {
+  // CalibratedCollectiveModel rejects a calibration of another device.
   ORRERY_ASSIGN_OR_RETURN(costmodel::CollectiveModel collectives,
-                          costmodel::CollectiveModel::Create(cluster));
+                          costmodel::CalibratedCollectiveModel(cluster, calibration));
   if (cluster.node_types.empty()) return InvalidArgumentError("cluster: no node type");
   const topology::DeviceType& device = cluster.PrimaryNodeType().device;
   std::vector<costmodel::ComputeModel> compute;
   for (const auto& [precision, peak] : device.peak) {
-    Result<costmodel::ComputeModel> model = costmodel::ComputeModel::Create(device, precision);
+    Result<costmodel::ComputeModel> model =
+        costmodel::CalibratedComputeModel(device, precision, calibration);
     if (model.ok()) compute.push_back(std::move(model).value());
   }
   if (compute.empty()) {
     return InvalidArgumentError("cluster: no compute model can be built for device '" +
                                 device.name + "'");
   }
-  return Create(cluster, std::move(compute), std::move(collectives));
+  ORRERY_ASSIGN_OR_RETURN(AnalyticalModel made,
+                          Create(cluster, std::move(compute), std::move(collectives)));
+  if (calibration != nullptr) {
+    made.optimizer_time_per_parameter_ = calibration->optimizer_time_per_parameter;
+  }
+  return made;
 }
 
 Result<AnalyticalModel> AnalyticalModel::Create(const topology::ClusterSpec& cluster,
@@ -639,6 +651,13 @@ Result<AnalyticalEstimate> AnalyticalModel::EstimateValidated(
     return InvalidArgumentError("analytical options: overlap_slowdown must be a finite fraction "
                                 ">= 0, got " + std::to_string(slowdown));
   }
+  const std::optional<Duration> optimizer_per_parameter =
+      options.optimizer_time_per_parameter.has_value() ? options.optimizer_time_per_parameter
+                                                       : optimizer_time_per_parameter_;
+  if (optimizer_per_parameter.has_value() && *optimizer_per_parameter < Duration()) {
+    return InvalidArgumentError("training options: optimizer time per parameter must be >= 0, "
+                                "got " + FormatDuration(*optimizer_per_parameter));
+  }
   const int p = plan.pp;
   const int m = plan.NumMicroBatches();
   const int vpp = plan.schedule == PipelineSchedule::kInterleaved ? plan.vpp : 1;
@@ -848,7 +867,10 @@ Result<AnalyticalEstimate> AnalyticalModel::EstimateValidated(
     stage.exposed_comm += reduced - waited_from;
     stage.bubble += waited_from - pt.end;
 
-    stage.optimizer = Bytes(held * options.optimizer_bytes_per_parameter) / optimizer_bandwidth;
+    stage.optimizer =
+        optimizer_per_parameter.has_value()
+            ? *optimizer_per_parameter * held
+            : Bytes(held * options.optimizer_bytes_per_parameter) / optimizer_bandwidth;
     stage.compute += stage.optimizer;
     for (const Duration g : stream.gathers) stage.param_gather += g;
     // The parameter gathers after the optimizer step count as exposed

@@ -78,7 +78,10 @@
 //
 //   4. Optimizer step: parameters held (÷ dp·cp with ZeRO ≥ 1) ×
 //      optimizer_bytes_per_parameter at memory bandwidth × the compute
-//      model's bandwidth efficiency; it starts at max(last backward end,
+//      model's bandwidth efficiency — or, calibrated, parameters held ×
+//      the measured time per parameter (TrainingGraphOptions::
+//      optimizer_time_per_parameter, else the calibration's the model was
+//      created with, as the training graph); it starts at max(last backward end,
 //      last reduction end). ZeRO-1/2 then all-gather the updated parameters
 //      bucket by bucket (parameter bytes each: MemoryOptions::parameter_bytes,
 //      else 4 for fp32/tf32 plans and 2 otherwise): param_gather = Σ T_k.
@@ -127,6 +130,7 @@
 
 #include "core/status.h"
 #include "core/units.h"
+#include "costmodel/calibration.h"
 #include "costmodel/collective.h"
 #include "costmodel/compute.h"
 #include "sim/iteration.h"
@@ -242,6 +246,15 @@ class AnalyticalModel {
   // InvalidArgument when the cluster is invalid or no cost model can be
   // built for it.
   static Result<AnalyticalModel> Create(const topology::ClusterSpec& cluster);
+  // The same with the cluster's calibration (costmodel/calibration.h;
+  // nullptr: as above): compute models for every precision built by
+  // costmodel::CalibratedComputeModel, the collective model by
+  // CalibratedCollectiveModel, and the calibration's optimizer time per
+  // parameter used wherever the options do not set one. Its overlap
+  // slowdown is not applied: AnalyticalOptions::overlap_slowdown is.
+  // InvalidArgument when the calibration was made for another device.
+  static Result<AnalyticalModel> Create(const topology::ClusterSpec& cluster,
+                                        const costmodel::Calibration* calibration);
   // The same with given cost models (profiled compute, calibrated
   // collectives); `compute` holds at most one model per precision, all of
   // the cluster's primary device.
@@ -282,6 +295,11 @@ class AnalyticalModel {
   const costmodel::CollectiveModel& collectives() const { return collectives_; }
   // The compute model of `precision`, if held.
   const costmodel::ComputeModel* compute(topology::Precision precision) const;
+  // The calibration's optimizer step per parameter held, if the model was
+  // created with one that measured it.
+  const std::optional<Duration>& optimizer_time_per_parameter() const {
+    return optimizer_time_per_parameter_;
+  }
 
  private:
   AnalyticalModel(topology::ClusterSpec cluster, std::vector<costmodel::ComputeModel> compute,
@@ -291,6 +309,7 @@ class AnalyticalModel {
   std::vector<costmodel::ComputeModel> compute_;
   costmodel::CollectiveModel collectives_;
   std::unique_ptr<topology::Topology> topology_;
+  std::optional<Duration> optimizer_time_per_parameter_;
 };
 
 }  // namespace orrery::sim

@@ -38,16 +38,25 @@ Result<IterationReport> SimulateIteration(const workload::ModelSpec& model,
                                           IterationTrace* trace) {
   ORRERY_RETURN_IF_ERROR(workload::ValidatePlan(plan, model, cluster));
   const topology::DeviceType& device = cluster.PrimaryNodeType().device;
-  ORRERY_ASSIGN_OR_RETURN(costmodel::ComputeModel compute,
-                          costmodel::ComputeModel::Create(device, plan.precision, options.compute));
+  // With a calibration: its measured tables and refitted figures (options.compute,
+  // when given, replaces the figures), its fitted collectives and its optimizer
+  // step; without: the nominal models (CalibratedComputeModel of nullptr).
+  const costmodel::Calibration* calibration = options.calibration.get();
+  ORRERY_ASSIGN_OR_RETURN(
+      costmodel::ComputeModel compute,
+      costmodel::CalibratedComputeModel(device, plan.precision, calibration, options.compute));
   ORRERY_ASSIGN_OR_RETURN(costmodel::CollectiveModel collectives,
-                          costmodel::CollectiveModel::Create(cluster));
+                          costmodel::CalibratedCollectiveModel(cluster, calibration));
+  TrainingGraphOptions graph_options = options.graph;
+  if (calibration != nullptr && !graph_options.optimizer_time_per_parameter.has_value()) {
+    graph_options.optimizer_time_per_parameter = calibration->optimizer_time_per_parameter;
+  }
   ORRERY_ASSIGN_OR_RETURN(topology::Topology topo, topology::Topology::Build(cluster));
   const TopologyNetwork network(&topo);
   CollectiveFlows flows(&network, &collectives);
 
   ORRERY_ASSIGN_OR_RETURN(TrainingGraph built,
-                          BuildTrainingGraph(model, plan, cluster, compute, &flows, options.graph));
+                          BuildTrainingGraph(model, plan, cluster, compute, &flows, graph_options));
   ReplayOptions replay_options;
   replay_options.free_communication = options.free_communication;
   replay_options.overlap_slowdown = options.overlap_slowdown;

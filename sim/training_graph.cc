@@ -732,8 +732,9 @@ Status Builder::BuildStage(int stage) {
     }
   }
 
-  // The optimizer step: parameters held after ZeRO, at the memory
-  // bandwidth the compute model grants streaming kernels.
+  // The optimizer step: parameters held after ZeRO, each at the measured
+  // time per parameter when calibrated, else at the memory bandwidth the
+  // compute model grants streaming kernels.
   int64_t held = 0;
   for (int c = 0; c < vpp_; ++c) {
     for (const LayerCost& l : out_.costs.chunk(stage, c).layers) {
@@ -743,7 +744,10 @@ Status Builder::BuildStage(int stage) {
   }
   const Bandwidth bandwidth =
       compute_.device().memory_bandwidth * compute_.options().bandwidth_efficiency;
-  const Duration optimizer = Bytes(held * options_.optimizer_bytes_per_parameter) / bandwidth;
+  const Duration optimizer =
+      options_.optimizer_time_per_parameter.has_value()
+          ? *options_.optimizer_time_per_parameter * held
+          : Bytes(held * options_.optimizer_bytes_per_parameter) / bandwidth;
   out_.optimizer = std::max(out_.optimizer, optimizer);
   std::vector<TaskId> optimizer_task(n);
   for (size_t li = 0; li < n; ++li) {
@@ -830,6 +834,12 @@ Result<TrainingGraph> Builder::Build() {
     return InvalidArgumentError(
         "training graph options: bytes per parameter and bucket "
         "parameters must be >= 0");
+  }
+  if (options_.optimizer_time_per_parameter.has_value() &&
+      *options_.optimizer_time_per_parameter < Duration()) {
+    return InvalidArgumentError(
+        "training graph options: optimizer time per parameter must be >= 0, got " +
+        FormatDuration(*options_.optimizer_time_per_parameter));
   }
   p_ = plan_.pp;
   m_ = plan_.NumMicroBatches();

@@ -318,6 +318,11 @@ Result<ClusterSpec> ParseClusterSpec(const Json& json, const std::string& source
   if (root.Has("summary") && !json.at("summary").is_object()) {
     return root.FieldError("summary", "expected an object (it is ignored on reading)");
   }
+  // `orrery calibrate` writes its calibration into the spec
+  // (costmodel/calibration_json.h reads it); the spec alone ignores it.
+  if (root.Has("calibration") && !json.at("calibration").is_object()) {
+    return root.FieldError("calibration", "expected an object (read by the calibration)");
+  }
   ORRERY_RETURN_IF_ERROR(root.RejectUnknownFields());
   Status valid = ValidateClusterSpec(spec);
   if (!valid.ok()) return valid.WithContext(source);

@@ -17,7 +17,9 @@ namespace orrery::topology {
 // unknown fields, naming the field and what was expected, then runs
 // ValidateClusterSpec (its messages prefixed with `source`). A node's
 // "device" is a device preset name or a full object. A top-level "summary"
-// object (what `orrery clusters --format json` adds) is accepted and ignored.
+// object (what `orrery clusters --format json` adds) and a "calibration"
+// object (what `orrery calibrate` adds; costmodel/calibration_json.h reads
+// it) are accepted and ignored.
 Result<ClusterSpec> ParseClusterSpec(const Json& json, const std::string& source);
 Result<ClusterSpec> LoadClusterSpecFile(const std::string& path);
 

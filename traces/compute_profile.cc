@@ -2,6 +2,7 @@
 
 #include <array>
 #include <charconv>
+#include <cmath>
 #include <utility>
 
 #include "core/file.h"
@@ -35,6 +36,50 @@ Result<GemmShape> ReadGemm(const JsonReader& entry) {
   return shape;
 }
 
+// A positive byte count (a JSON number, rounded to the nearest byte).
+Result<std::optional<Bytes>> ReadBytes(const JsonReader& e, std::string_view key) {
+  if (!e.Has(key)) return std::optional<Bytes>();
+  ORRERY_ASSIGN_OR_RETURN(double v, e.PositiveNumber(key));
+  if (!std::isfinite(v) || v >= 9.0e18) {
+    return e.FieldError(key, "expected a finite number of bytes");
+  }
+  return std::optional<Bytes>(Bytes(static_cast<int64_t>(std::llround(v))));
+}
+
+// "covers": an array of non-empty, distinct operator names.
+Result<std::vector<std::string>> ReadCovers(const JsonReader& e) {
+  std::vector<std::string> out;
+  if (!e.Has("covers")) return out;
+  const Json& v = e.json().at("covers");
+  if (!v.is_array() || v.empty()) {
+    return e.FieldError("covers",
+                        "expected a non-empty array of operator names, got " + JsonSnippet(v));
+  }
+  for (size_t i = 0; i < v.size(); ++i) {
+    const std::string key = "covers[" + std::to_string(i) + "]";
+    if (!v[i].is_string() || v[i].get<std::string>().empty()) {
+      return e.FieldError(key, "expected an operator name, got " + JsonSnippet(v[i]));
+    }
+    std::string name = v[i].get<std::string>();
+    for (const std::string& seen : out) {
+      if (seen == name) return e.FieldError(key, "\"" + name + "\" is listed twice");
+    }
+    out.push_back(std::move(name));
+  }
+  return out;
+}
+
+Result<OptimizerMeasurement> ReadOptimizer(const JsonReader& o) {
+  OptimizerMeasurement m;
+  ORRERY_ASSIGN_OR_RETURN(m.name, o.String("name", "adamw"));
+  if (m.name.empty()) return o.FieldError("name", "expected a non-empty optimizer name");
+  ORRERY_ASSIGN_OR_RETURN(m.parameters, o.PositiveInt("parameters"));
+  ORRERY_ASSIGN_OR_RETURN(double us, o.PositiveNumber("step_us"));
+  m.step = Micros(us);
+  ORRERY_RETURN_IF_ERROR(o.RejectUnknownFields());
+  return m;
+}
+
 Result<ComputeProfileEntry> ReadEntry(const JsonReader& e) {
   ComputeProfileEntry entry;
   ORRERY_ASSIGN_OR_RETURN(std::string op_class, e.String("op_class"));
@@ -64,6 +109,17 @@ Result<ComputeProfileEntry> ReadEntry(const JsonReader& e) {
     }
   } else if (!entry.gemm.has_value() && entry.name.empty()) {
     return e.FieldError("gemm", "missing (an operator entry needs a 'gemm' shape or a 'name')");
+  }
+  ORRERY_ASSIGN_OR_RETURN(entry.forward_bytes, ReadBytes(e, "forward_bytes"));
+  ORRERY_ASSIGN_OR_RETURN(entry.backward_bytes, ReadBytes(e, "backward_bytes"));
+  ORRERY_ASSIGN_OR_RETURN(entry.covers, ReadCovers(e));
+  if (!entry.covers.empty()) {
+    if (entry.IsLayer()) return e.FieldError("covers", "a layer entry covers no operators");
+    if (!entry.forward_flops.has_value()) {
+      return e.FieldError("forward_flops",
+                          "missing (an entry with 'covers' needs the covered operators' "
+                          "forward FLOPs)");
+    }
   }
   ORRERY_ASSIGN_OR_RETURN(double fwd, e.PositiveNumber("forward_us"));
   entry.forward = Micros(fwd);
@@ -135,6 +191,13 @@ Result<ComputeProfile> ParseComputeProfile(std::string_view text, std::string_vi
     ORRERY_ASSIGN_OR_RETURN(ComputeProfileEntry entry, ReadEntry(e));
     profile.entries.push_back(std::move(entry));
   }
+  if (root.Has("optimizer")) {
+    ORRERY_ASSIGN_OR_RETURN(std::vector<JsonReader> steps, root.ObjectArray("optimizer"));
+    for (const JsonReader& o : steps) {
+      ORRERY_ASSIGN_OR_RETURN(OptimizerMeasurement m, ReadOptimizer(o));
+      profile.optimizer.push_back(std::move(m));
+    }
+  }
   ORRERY_RETURN_IF_ERROR(root.RejectUnknownFields());
   return profile;
 }
@@ -165,11 +228,22 @@ std::string ComputeProfileToJson(const ComputeProfile& profile) {
     if (e.forward_flops.has_value() && !derived) j["forward_flops"] = e.forward_flops->count();
     if (e.micro_batch.has_value()) j["micro_batch"] = *e.micro_batch;
     if (e.sequence_length.has_value()) j["sequence_length"] = *e.sequence_length;
+    if (!e.covers.empty()) j["covers"] = e.covers;
+    if (e.forward_bytes.has_value()) j["forward_bytes"] = e.forward_bytes->count();
+    if (e.backward_bytes.has_value()) j["backward_bytes"] = e.backward_bytes->count();
     j["forward_us"] = e.forward.ToMicros();
     if (e.backward.has_value()) j["backward_us"] = e.backward->ToMicros();
     entries.push_back(std::move(j));
   }
   doc["entries"] = std::move(entries);
+  if (!profile.optimizer.empty()) {
+    Json steps = Json::array();
+    for (const OptimizerMeasurement& m : profile.optimizer) {
+      steps.push_back({{"name", m.name}, {"parameters", m.parameters},
+                       {"step_us", m.step.ToMicros()}});
+    }
+    doc["optimizer"] = std::move(steps);
+  }
   return DumpJson(doc);
 }
 

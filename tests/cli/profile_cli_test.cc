@@ -64,6 +64,42 @@ TEST(ProfileCli, UnderMpirunPrintsNcclTestsTablesAndWritesALogPerCollective) {
   }
 }
 
+TEST(ProfileCli, ListsOfTpAndMicroBatchSweepIntoOneProfileWithOptimizerSteps) {
+  if (!HaveMpirun()) GTEST_SKIP() << "mpirun not found";
+  const std::string dir = MakeTempDir("profile_sweep");
+  CliRun run = RunShell("timeout 120 " + Mpirun(2) +
+                        "profile --backend cpu --what compute --repetitions 2 --warmup 1 "
+                        "--tp 1,2 --micro-batch 2 --out " + dir);
+  ASSERT_EQ(run.exit_code, 0) << run.err << run.out;
+  EXPECT_NE(run.out.find("# tp 1, micro-batch 2"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("# tp 2, micro-batch 2"), std::string::npos) << run.out;
+  Result<Json> doc = ReadJsonFile(dir + "/compute_profile.json");
+  ASSERT_TRUE(doc.ok()) << doc.status().ToString();
+  // gpt-tiny's qkv GEMM at 128 tokens: n = 192 at tp 1, 96 at tp 2.
+  bool qkv1 = false, qkv2 = false;
+  int cores = 0;
+  for (const Json& e : (*doc)["entries"]) {
+    EXPECT_TRUE(e.contains("forward_bytes")) << e.dump();
+    if (e.contains("gemm") && e["gemm"]["m"] == 128 && e["gemm"]["k"] == 64) {
+      qkv1 = qkv1 || e["gemm"]["n"] == 192;
+      qkv2 = qkv2 || e["gemm"]["n"] == 96;
+    }
+    if (e.value("name", "") == "attn.core") {
+      ++cores;
+      EXPECT_EQ(e["covers"], Json::array({"attn.qk", "attn.softmax", "attn.av"}));
+    }
+  }
+  EXPECT_TRUE(qkv1 && qkv2);
+  EXPECT_EQ(cores, 2);  // 4 heads at tp 1, 2 at tp 2
+  ASSERT_TRUE(doc->contains("optimizer"));
+  // Per tp: P/2, P and 2P parameters (none coincide for gpt-tiny).
+  EXPECT_EQ((*doc)["optimizer"].size(), 6u);
+  for (const Json& m : (*doc)["optimizer"]) {
+    EXPECT_EQ(m["name"], "adamw");
+    EXPECT_GT(m["step_us"].get<double>(), 0);
+  }
+}
+
 TEST(ProfileCli, BadFlagsExitTwoNamingTheFlag) {
   struct Case {
     std::string args;
@@ -75,6 +111,8 @@ TEST(ProfileCli, BadFlagsExitTwoNamingTheFlag) {
                         Case{"--backend cpu --out /tmp/x --max-bytes 1T", "--max-bytes"},
                         Case{"--backend cpu --out /tmp/x --ops allsum", "--ops"},
                         Case{"--backend cpu --out /tmp/x --tp 0", "--tp"},
+                        Case{"--backend cpu --out /tmp/x --tp 1,x", "--tp"},
+                        Case{"--backend cpu --out /tmp/x --micro-batch 2,", "--micro-batch"},
                         Case{"--backend cpu --out /tmp/x --iterations 0", "--iterations"},
                         Case{"--backend cpu --out /tmp/x --model no-such-model", "--model"}}) {
     CliRun run = RunOrrery("profile " + c.args);
@@ -90,6 +128,8 @@ TEST(ProfileCli, HelpTeachesTheMpirunInvocation) {
   EXPECT_NE(run.out.find("mpirun"), std::string::npos);
   EXPECT_NE(run.out.find("busbw"), std::string::npos);
   EXPECT_NE(run.out.find("--max-bytes"), std::string::npos);
+  EXPECT_NE(run.out.find("--tp N[,N...]"), std::string::npos);
+  EXPECT_NE(run.out.find("AdamW"), std::string::npos);
 }
 
 }  // namespace

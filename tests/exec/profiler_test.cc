@@ -152,6 +152,124 @@ TEST(ProfileCompute, RejectsALayoutThatDoesNotDivideTheModel) {
   EXPECT_NE(p.status().message().find("tp 3"), std::string::npos) << p.status().message();
 }
 
+TEST(ProfileCompute, EntriesCarryTheirOperatorsBytesAndTheCoreWhatItCovers) {
+  std::unique_ptr<Backend> cpu = MakeCpuBackend();
+  const workload::ModelSpec gpt = Model("gpt-tiny");
+  ComputeProfileOptions o = Quick();
+  o.optimizer = false;
+  Result<traces::ComputeProfile> p = ProfileCompute(*cpu, gpt, o, nullptr);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_TRUE(p->optimizer.empty());
+  workload::ExpansionOptions fp32;
+  fp32.activation_bytes = 4;
+  Result<workload::LayerOperators> block = workload::ExpandLayer(
+      gpt, workload::LayerKind::kDecoderBlock, 1, 64, workload::LayerLayout{}, fp32);
+  ASSERT_TRUE(block.ok());
+  std::map<std::string, const workload::Operator*> ops;
+  for (const workload::Operator& op : block->ops) ops[op.name] = &op;
+  const traces::ComputeProfileEntry* core = nullptr;
+  for (const traces::ComputeProfileEntry& e : p->entries) {
+    // Every entry the profiler writes has a byte count.
+    EXPECT_TRUE(e.forward_bytes.has_value()) << e.name;
+    if (e.name == "attn.core") core = &e;
+    if (e.name == "attn.norm") {
+      EXPECT_EQ(e.forward_bytes, ops["attn.norm"]->forward_bytes);
+      EXPECT_EQ(e.backward_bytes, ops["attn.norm"]->backward_bytes);
+      EXPECT_TRUE(e.covers.empty());
+    }
+    if (e.gemm.has_value() && e.gemm->n == 192) {  // attn.qkv
+      EXPECT_EQ(e.forward_bytes, ops["attn.qkv"]->forward_bytes);
+      EXPECT_EQ(e.backward_bytes, ops["attn.qkv"]->backward_bytes);
+    }
+  }
+  ASSERT_NE(core, nullptr);
+  EXPECT_EQ(core->covers, (std::vector<std::string>{"attn.qk", "attn.softmax", "attn.av"}));
+  const Bytes fwd = ops["attn.qk"]->forward_bytes + ops["attn.softmax"]->forward_bytes +
+                    ops["attn.av"]->forward_bytes;
+  const Bytes bwd = ops["attn.qk"]->backward_bytes + ops["attn.softmax"]->backward_bytes +
+                    ops["attn.av"]->backward_bytes;
+  EXPECT_EQ(core->forward_bytes, fwd);
+  EXPECT_EQ(core->backward_bytes, bwd);
+  // Written and read back with the new fields.
+  Result<traces::ComputeProfile> back =
+      traces::ParseComputeProfile(traces::ComputeProfileToJson(*p), "profile.json");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  bool core_back = false;
+  for (const traces::ComputeProfileEntry& e : back->entries) {
+    if (e.name == "attn.core") core_back = e.covers == core->covers && e.forward_bytes == fwd;
+  }
+  EXPECT_TRUE(core_back);
+}
+
+TEST(ProfileCompute, TimesAdamOverTheParametersOneRankHoldsAndAroundIt) {
+  std::unique_ptr<Backend> cpu = MakeCpuBackend();
+  const workload::ModelSpec gpt = Model("gpt-tiny");
+  ComputeProfileOptions o = Quick();
+  o.tp = 2;
+  Result<traces::ComputeProfile> p = ProfileCompute(*cpu, gpt, o, nullptr);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  int64_t held = 0;
+  for (workload::LayerKind kind : workload::ModelLayers(gpt)) {
+    Result<workload::LayerOperators> layer =
+        workload::ExpandLayer(gpt, kind, 1, 64, workload::LayerLayout{.tp = 2});
+    ASSERT_TRUE(layer.ok());
+    held += layer->Parameters();
+  }
+  ASSERT_EQ(p->optimizer.size(), 3u);
+  EXPECT_EQ(p->optimizer[0].parameters, held / 2);
+  EXPECT_EQ(p->optimizer[1].parameters, held);
+  EXPECT_EQ(p->optimizer[2].parameters, 2 * held);
+  for (const traces::OptimizerMeasurement& m : p->optimizer) {
+    EXPECT_EQ(m.name, "adamw");
+    EXPECT_GT(m.step, Duration::Zero());
+  }
+  // The cap bounds every size.
+  o.max_optimizer_parameters = held;
+  Result<traces::ComputeProfile> capped = ProfileCompute(*cpu, gpt, o, nullptr);
+  ASSERT_TRUE(capped.ok());
+  ASSERT_EQ(capped->optimizer.size(), 2u);
+  EXPECT_EQ(capped->optimizer[1].parameters, held);
+}
+
+TEST(ProfileComputeSweep, CoversEveryTpAndMicroBatchWithEachEntryOnce) {
+  std::unique_ptr<Backend> cpu = MakeCpuBackend();
+  const workload::ModelSpec gpt = Model("gpt-tiny");
+  ComputeProfileOptions o = Quick();
+  o.optimizer = false;
+  Result<traces::ComputeProfile> sweep =
+      ProfileComputeSweep(*cpu, gpt, o, {1, 2}, {1, 2}, nullptr);
+  ASSERT_TRUE(sweep.ok()) << sweep.status().ToString();
+  std::set<std::tuple<std::string, Shape, double, int64_t>> keys;
+  for (const traces::ComputeProfileEntry& e : sweep->entries) {
+    Shape shape{0, 0, 0, 0};
+    if (e.gemm.has_value()) shape = {e.gemm->m, e.gemm->n, e.gemm->k, e.gemm->batch};
+    const auto key = std::make_tuple(e.gemm.has_value() ? std::string() : e.name, shape,
+                                     e.forward_flops ? e.forward_flops->count() : 0.0,
+                                     e.gemm.has_value() ? 0 : e.forward_bytes->count());
+    EXPECT_TRUE(keys.insert(key).second) << "entered twice: " << e.name;
+  }
+  // Each combination's own profile is inside the sweep.
+  for (int tp : {1, 2}) {
+    for (int64_t b : {1, 2}) {
+      o.tp = tp;
+      o.micro_batch = b;
+      Result<traces::ComputeProfile> one = ProfileCompute(*cpu, gpt, o, nullptr);
+      ASSERT_TRUE(one.ok());
+      for (const traces::ComputeProfileEntry& e : one->entries) {
+        Shape shape{0, 0, 0, 0};
+        if (e.gemm.has_value()) shape = {e.gemm->m, e.gemm->n, e.gemm->k, e.gemm->batch};
+        const auto key = std::make_tuple(e.gemm.has_value() ? std::string() : e.name, shape,
+                                         e.forward_flops ? e.forward_flops->count() : 0.0,
+                                         e.gemm.has_value() ? 0 : e.forward_bytes->count());
+        EXPECT_TRUE(keys.contains(key)) << "tp " << tp << " b " << b << ": " << e.name;
+      }
+    }
+  }
+  EXPECT_NE(sweep->source.find("tp 1,2, micro-batch 1,2"), std::string::npos) << sweep->source;
+  EXPECT_FALSE(ProfileComputeSweep(*cpu, gpt, o, {}, {1}, nullptr).ok());
+  EXPECT_FALSE(ProfileComputeSweep(*cpu, gpt, o, {1, 3}, {1}, nullptr).ok());
+}
+
 bool HaveMpirun() {
   return testing::RunShell("command -v mpirun >/dev/null 2>&1").exit_code == 0;
 }
