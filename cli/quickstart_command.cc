@@ -278,7 +278,8 @@ int RunQuickstart(const std::vector<std::string>& args, CommandIo& io) {
       o << "Timeline: none written (--timeline '').\n";
     }
     o << "The cost model is uncalibrated: datasheet peaks with stated efficiencies\n"
-         "(docs/compute.md, docs/costmodel.md); calibration is issue #8.\n\n";
+         "(docs/compute.md, docs/costmodel.md); `orrery calibrate` fits it to\n"
+         "measurements (docs/calibration.md).\n\n";
   }
   o << "Not here:\n";
   for (const char* m : kMissing) o << "  - " << m << "\n";

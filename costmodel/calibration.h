@@ -31,7 +31,7 @@
 //     overlap_coefficient is 1 + σ.
 //
 // A calibration is written into the cluster spec it describes, as its
-// "calibration" member (docs/calibration.md documents every field), and is
+// "calibration" member (docs/calibration-format.md documents every field), and is
 // read back from there by every command that takes --cluster:
 //
 //   {"name": "cpu-local", "nodes": [...], "network": {...},

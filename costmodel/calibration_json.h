@@ -1,5 +1,5 @@
 // The JSON form of a Calibration and of a cluster spec file that carries
-// one (docs/calibration.md documents every field). Kept apart from
+// one (docs/calibration-format.md documents every field). Kept apart from
 // calibration.h so that users of a calibration do not pull in the JSON
 // library.
 #ifndef ORRERY_COSTMODEL_CALIBRATION_JSON_H_
