@@ -58,7 +58,7 @@ constexpr std::string_view kDescription =
     "  round 0  profile: `orrery profile` on the N ranks: the collectives over all\n"
     "           of them, and the operators at every tensor-parallel degree the\n"
     "           search may use (powers of two up to min(N, heads) that divide the\n"
-    "           heads), at micro-batch 1 and at the largest micro-batch of a\n"
+    "           heads), at every power-of-two micro-batch up to the largest of a\n"
     "           data-parallel plan;\n"
     "  each     calibrate (`orrery calibrate` on every profile and every\n"
     "  round    execution trace so far), search (the exhaustive search of\n"
@@ -149,9 +149,9 @@ struct Settings {
 
 // The tensor-parallel degrees the search may use (powers of two up to
 // min(ranks, heads) that divide the heads and the ranks) and the
-// micro-batch sizes to profile them at: 1 and the largest power of two of a
-// data-parallel plan at the largest degree (dp = ranks / tp replicas share
-// the global batch), so that the compute model interpolates between them.
+// micro-batch sizes to profile them at: every power of two up to the largest
+// micro-batch of a data-parallel plan at the largest degree (dp = ranks / tp
+// replicas share the global batch).
 struct ProfilePoints {
   std::vector<int> tps;
   std::vector<int> micro_batches;
@@ -166,8 +166,11 @@ ProfilePoints PointsToProfile(const Settings& s) {
   const int per_replica = std::max(1, s.global_batch / std::max(1, s.ranks / points.tps.back()));
   int largest = 1;
   while (largest * 2 <= per_replica && s.global_batch % (largest * 2) == 0) largest *= 2;
-  points.micro_batches.push_back(1);
-  if (largest > 1) points.micro_batches.push_back(largest);
+  // Every power of two up to it: the search picks any of them, and an
+  // operator measured at its own shape is timed as measured, where one
+  // interpolated between micro-batch 1 and the largest is not (the cpu
+  // backend's GEMM rate is far from linear in its size).
+  for (int mb = 1; mb <= largest; mb *= 2) points.micro_batches.push_back(mb);
   return points;
 }
 
