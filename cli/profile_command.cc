@@ -46,10 +46,11 @@ constexpr std::string_view kDescription =
     "`orrery calibrate` reads it. Run it alone (one rank) or under mpirun (one rank\n"
     "per device; on CPUs one rank per core).\n"
     "\n"
-    "Compute (every rank at once, as in training; rank 0's times are written):\n"
+    "Compute (every rank at once, as in training; each time written is the slowest\n"
+    "rank's, as a synchronous step waits for it):\n"
     "every distinct operator of the model's layers at --tp, --micro-batch and --seq-len (the GEMMs by shape, the\n"
     "attention core, norms, activations, residual adds, embedding lookups and the\n"
-    "vocabulary-parallel cross-entropy), forward and backward, the median of\n"
+    "vocabulary-parallel cross-entropy), forward and backward, the mean of\n"
     "--repetitions after --warmup warm-up calls. --tp and --micro-batch take\n"
     "comma-separated lists (--tp 1,2 --micro-batch 1,4): every combination is\n"
     "swept and an operator they share is measured once. Each entry carries the\n"
@@ -264,13 +265,14 @@ int Profile(const Settings& s, CommandIo& io) {
   if (!ready.ok()) return ReportError(kCommand, ready, rank_io);
 
   if (s.compute) {
-    // Every rank runs the same sweep at the same time and rank 0's
-    // measurements are written: the ranks share the node as they do in
-    // training (on CPUs the cores share caches, memory bandwidth and, on SMT
-    // siblings, execution units — on this project's 2-vCPU machines a GEMM
-    // beside another rank's GEMM takes ~20% longer than alone), so a
-    // profile taken with the other ranks asleep would time an idle node.
-    Status status = Status::Ok();
+    // Every rank runs the same sweep at the same time, and each time
+    // written is the slowest rank's (exec::TakeSlowestRank): the ranks share
+    // the node as they do in training (on CPUs the cores share caches,
+    // memory bandwidth and, on SMT siblings, execution units — on this
+    // project's 2-vCPU machines a GEMM beside another rank's GEMM takes
+    // ~20% longer than alone), so a profile taken with the other ranks
+    // asleep would time an idle node, and a synchronous step waits for its
+    // slowest rank.
     exec::ComputeProfileOptions o = s.compute_options;
     if (world.size() > 1) o.align = [] { MPI_Barrier(MPI_COMM_WORLD); };
     if (root) {
@@ -280,15 +282,16 @@ int Profile(const Settings& s, CommandIo& io) {
                         std::to_string(o.sequence_length > 0 ? o.sequence_length
                                                              : s.model.default_sequence_length) +
                         ") on " + (*backend)->device_name() + ", all " +
-                        std::to_string(world.size()) + " ranks at once, rank 0 reported");
+                        std::to_string(world.size()) +
+                        " ranks at once, each time the slowest rank's");
     }
     Result<traces::ComputeProfile> profile = exec::ProfileComputeSweep(
         **backend, s.model, o, s.tps, s.micro_batches, [&](const std::string& line) {
           if (root) PrintLine(io, line);
         });
-    if (!profile.ok()) {
-      status = profile.status();
-    } else if (root) {
+    Status status = world.AgreeOnStatus(profile.ok() ? Status::Ok() : profile.status());
+    if (status.ok() && world.size() > 1) status = exec::TakeSlowestRank(world, *profile);
+    if (status.ok() && root) {
       const std::string path = (std::filesystem::path(s.out) / "compute_profile.json").string();
       status = WriteFileAtomically(path, traces::ComputeProfileToJson(*profile));
       if (status.ok()) {
@@ -344,7 +347,7 @@ int RunProfile(const std::vector<std::string>& args, CommandIo& io) {
       ("seq-len", po::value<int64_t>()->default_value(0),
        "compute: sequence length (0: the model's default)")
       ("repetitions", po::value<int64_t>()->default_value(10),
-       "compute: timed calls per shape (the median is kept)")
+       "compute: timed calls per shape (their mean is kept: a step pays for the slow calls too)")
       ("ops", po::value<std::string>(),
        "collectives: comma-separated list (default allreduce,allgather,reducescatter,"
        "alltoall,sendrecv)")

@@ -509,6 +509,97 @@ Status CalibrateCollectives(const CalibrationRequest& request, Calibration& out)
   return Status::Ok();
 }
 
+// What identifies a measured operator or layer: everything but its times.
+std::string EntryIdentity(const ComputeProfileEntry& e) {
+  std::ostringstream key;
+  key << (e.op_class.has_value() ? workload::OperatorClassName(*e.op_class) : "layer") << '|'
+      << e.name << '|';
+  if (e.gemm.has_value()) {
+    key << e.gemm->m << 'x' << e.gemm->n << 'x' << e.gemm->k << 'x' << e.gemm->batch;
+  }
+  key << '|' << (e.forward_flops.has_value() ? e.forward_flops->count() : -1.0) << '|'
+      << e.micro_batch.value_or(-1) << '|' << e.sequence_length.value_or(-1) << '|'
+      << (e.forward_bytes.has_value() ? e.forward_bytes->count() : -1) << '|'
+      << (e.backward_bytes.has_value() ? e.backward_bytes->count() : -1) << '|';
+  for (const std::string& c : e.covers) key << c << ',';
+  return key.str();
+}
+
+Duration MedianDuration(std::vector<Duration> v) {
+  std::sort(v.begin(), v.end());
+  const size_t mid = v.size() / 2;
+  if (v.size() % 2 == 1) return v[mid];
+  return Duration::FromPicos((v[mid - 1].picos() + v[mid].picos()) / 2);
+}
+
+// Repeated profiler runs: profiles of one precision that measure the same
+// operators (the same identity, EntryIdentity) are merged into one profile
+// whose every entry takes the median of its runs, forward and backward
+// separately — robust to one run taken while the machine was busy, which
+// the first-found entry (ComputeModel's lookup) is not. Entries measured
+// once pass through; optimizer measurements are pooled (their fit is a
+// least squares over all of them). Adds a "profile repeats <precision>"
+// residual: the spread of the runs around their medians.
+void MergeRepeatedProfiles(std::vector<ComputeProfile>& profiles,
+                           std::vector<FitResidual>& residuals) {
+  std::map<Precision, std::vector<size_t>> by_precision;
+  for (size_t i = 0; i < profiles.size(); ++i) {
+    by_precision[profiles[i].precision].push_back(i);
+  }
+  std::vector<ComputeProfile> merged_profiles;
+  for (const auto& [precision, indices] : by_precision) {
+    if (indices.size() == 1) {
+      merged_profiles.push_back(std::move(profiles[indices.front()]));
+      continue;
+    }
+    // Entries in the order first seen; their runs' times.
+    struct Runs {
+      ComputeProfileEntry entry;
+      std::vector<Duration> forward, backward;
+    };
+    std::vector<Runs> runs;
+    std::map<std::string, size_t> index_of;
+    ComputeProfile merged;
+    merged.device = profiles[indices.front()].device;
+    merged.precision = precision;
+    SourceList sources;
+    for (size_t i : indices) {
+      ComputeProfile& p = profiles[i];
+      sources.Add(p.source);
+      for (traces::OptimizerMeasurement& o : p.optimizer) merged.optimizer.push_back(o);
+      for (const ComputeProfileEntry& e : p.entries) {
+        auto [it, inserted] = index_of.emplace(EntryIdentity(e), runs.size());
+        if (inserted) runs.push_back(Runs{e, {}, {}});
+        Runs& r = runs[it->second];
+        r.forward.push_back(e.forward);
+        if (e.backward.has_value()) r.backward.push_back(*e.backward);
+      }
+    }
+    merged.source = sources.Join();
+    ResidualAccumulator spread;
+    for (Runs& r : runs) {
+      r.entry.forward = MedianDuration(r.forward);
+      for (Duration t : r.forward) {
+        if (r.forward.size() > 1) spread.Add(t, r.entry.forward);
+      }
+      if (!r.backward.empty()) {
+        r.entry.backward = MedianDuration(r.backward);
+        for (Duration t : r.backward) {
+          if (r.backward.size() > 1) spread.Add(t, *r.entry.backward);
+        }
+      }
+      merged.entries.push_back(std::move(r.entry));
+    }
+    if (spread.points() > 0) {
+      residuals.push_back(spread.Make("profile repeats " + std::string(PrecisionStr(precision)) +
+                                          " (runs around their median)",
+                                      merged.source));
+    }
+    merged_profiles.push_back(std::move(merged));
+  }
+  profiles = std::move(merged_profiles);
+}
+
 Status CalibrateCompute(const CalibrationRequest& request, Calibration& out) {
   const topology::DeviceType& device = request.cluster.PrimaryNodeType().device;
   // Profiles re-labelled to the cluster's device, grouped by precision.
@@ -528,8 +619,11 @@ Status CalibrateCompute(const CalibrationRequest& request, Calibration& out) {
       return InvalidArgumentError(p.source + ": profile at " + PrecisionStr(p.precision) +
                                   ", a precision device " + device.name + " has no peak for");
     }
-    by_precision[p.precision].push_back(out.profiles.size());
     out.profiles.push_back(std::move(p));
+  }
+  MergeRepeatedProfiles(out.profiles, out.residuals);
+  for (size_t i = 0; i < out.profiles.size(); ++i) {
+    by_precision[out.profiles[i].precision].push_back(i);
   }
   for (const auto& [precision, indices] : by_precision) {
     const FlopRate peak = *device.Peak(precision);

@@ -137,6 +137,13 @@ double MpiWorld::AllReduceMax(double value) const {
   return max;
 }
 
+void MpiWorld::AllReduceMax(std::vector<double>& values) const {
+  ORRERY_CHECK(values.size() <= static_cast<size_t>(std::numeric_limits<int>::max()));
+  CheckMpiCall(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()),
+                             MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD),
+               "MPI_Allreduce");
+}
+
 int64_t MpiWorld::AllReduceMax(int64_t value) const {
   int64_t max = 0;
   CheckMpiCall(MPI_Allreduce(&value, &max, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD),

@@ -57,6 +57,9 @@ class MpiWorld {
   double AllReduceSum(double value) const;
   double AllReduceMax(double value) const;
   int64_t AllReduceMax(int64_t value) const;
+  // Element-wise maximum of `values` over the world, in place.
+  // REQUIRES: every rank passes the same number of values.
+  void AllReduceMax(std::vector<double>& values) const;
 
   // Collective: on rank 0, every rank's bytes in rank order; elsewhere empty.
   std::vector<std::string> GatherToRoot(const std::string& mine) const;

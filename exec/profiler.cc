@@ -39,10 +39,6 @@ struct KernelTimes {
   std::optional<Duration> backward;
 };
 
-// The median wall time of `run` over `repetitions` calls after `warmup`
-// untimed ones, each call bracketed by Synchronize() so that an
-// asynchronous backend's queue is empty before and drained after it. At
-// least one nanosecond (a profile's times are positive).
 // fp32 elements of the cache-flush buffer (ComputeProfileOptions::flush_bytes).
 int64_t FlushElements(const Backend& backend, const ComputeProfileOptions& options) {
   int64_t bytes = options.flush_bytes;
@@ -52,14 +48,25 @@ int64_t FlushElements(const Backend& backend, const ComputeProfileOptions& optio
   return bytes / static_cast<int64_t>(sizeof(float));
 }
 
-// `flush` (may be null) is overwritten before every call.
+// The mean wall time of `run` over `repetitions` calls after `warmup`
+// untimed ones, each call bracketed by Synchronize() so that an
+// asynchronous backend's queue is empty before and drained after it, and
+// preceded by overwriting `flush` (may be null) and by `align`. At least
+// one nanosecond (a profile's times are positive).
+//
+// The mean, not the median: a training step is a sum of hundreds of
+// operator calls, so its time is the sum of their expected times, and the
+// interruptions a shared machine deals out (another tenant, the
+// hypervisor, a timer) land in it in proportion. A median of short calls
+// filters them out: on the 2-vCPU development machine the profile's
+// medians predicted gpt-tiny's DP2 step 15-20% short, its means about 8%
+// closer (experiments/calibration/README.md).
 template <typename Run>
-Duration MedianTime(Backend& backend, int warmup, int repetitions, DeviceArray<float>* flush,
-                    const std::function<void()>& align, Run run) {
+Duration MeanTime(Backend& backend, int warmup, int repetitions, DeviceArray<float>* flush,
+                  const std::function<void()>& align, Run run) {
   for (int i = 0; i < warmup; ++i) run();
   backend.Synchronize();
-  std::vector<double> seconds;
-  seconds.reserve(static_cast<size_t>(repetitions));
+  double total = 0;
   for (int i = 0; i < repetitions; ++i) {
     if (flush != nullptr && flush->size() > 0) {
       backend.Fill(flush->data(), flush->size(), static_cast<float>(i));
@@ -69,13 +76,9 @@ Duration MedianTime(Backend& backend, int warmup, int repetitions, DeviceArray<f
     const double start = MpiWorld::Now();
     run();
     backend.Synchronize();
-    seconds.push_back(MpiWorld::Now() - start);
+    total += MpiWorld::Now() - start;
   }
-  std::sort(seconds.begin(), seconds.end());
-  const size_t mid = seconds.size() / 2;
-  const double median =
-      seconds.size() % 2 == 1 ? seconds[mid] : 0.5 * (seconds[mid - 1] + seconds[mid]);
-  return std::max(Seconds(median), Nanos(1));
+  return std::max(Seconds(total / repetitions), Nanos(1));
 }
 
 // Device buffers of fp32 filled with `value`.
@@ -181,7 +184,7 @@ class ComputeProfiler {
   template <typename Run>
   Duration Time(Run run) {
     if (!flush_.has_value()) flush_.emplace(backend_, FlushElements(backend_, options_));
-    return MedianTime(backend_, options_.warmup, options_.repetitions, &*flush_, options_.align,
+    return MeanTime(backend_, options_.warmup, options_.repetitions, &*flush_, options_.align,
                       run);
   }
 
@@ -736,7 +739,7 @@ Result<int64_t> ParametersPerRank(const workload::ModelSpec& model, int tp, int6
   return total;
 }
 
-// The median time of one AdamW step (Backend::AdamStep) over n parameters.
+// The mean time of one AdamW step (Backend::AdamStep) over n parameters.
 traces::OptimizerMeasurement TimeAdam(Backend& backend, int64_t n,
                                       const ComputeProfileOptions& options) {
   DeviceArray<float> param = Filled(backend, n), grad = Filled(backend, n, 1e-3f);
@@ -747,7 +750,7 @@ traces::OptimizerMeasurement TimeAdam(Backend& backend, int64_t n,
   out.name = "adamw";
   out.parameters = n;
   DeviceArray<float> flush(backend, FlushElements(backend, options));
-  out.step = MedianTime(backend, options.warmup, options.repetitions, &flush, options.align, [&] {
+  out.step = MeanTime(backend, options.warmup, options.repetitions, &flush, options.align, [&] {
     backend.AdamStep(param.data(), grad.data(), m.data(), v.data(), n, hyper, ++step);
   });
   return out;
@@ -818,7 +821,7 @@ Result<traces::ComputeProfile> ProfileComputeSweep(
   profile.source = "orrery profile: " + model.name + " on the " +
                    std::string(BackendKindName(backend.kind())) + " backend, tp " +
                    JoinInts(tps) + ", micro-batch " + JoinInts(micro_batches) + ", sequence " +
-                   std::to_string(sequence) + "; median of " +
+                   std::to_string(sequence) + "; mean of " +
                    std::to_string(options.repetitions) + " after " +
                    std::to_string(options.warmup) + " warm-up";
   profile.entries = profiler.TakeEntries();
@@ -828,6 +831,37 @@ Result<traces::ComputeProfile> ProfileComputeSweep(
             });
   profile.optimizer = std::move(optimizer);
   return profile;
+}
+
+Status TakeSlowestRank(const MpiWorld& world, traces::ComputeProfile& profile) {
+  // Times in seconds, in entry order (0 for a backward not measured), then
+  // the optimizer steps; the count first, so that ranks that disagree are
+  // found before anything is reduced.
+  std::vector<double> times;
+  for (const traces::ComputeProfileEntry& e : profile.entries) {
+    times.push_back(e.forward.ToSeconds());
+    times.push_back(e.backward.has_value() ? e.backward->ToSeconds() : 0.0);
+  }
+  for (const traces::OptimizerMeasurement& o : profile.optimizer) {
+    times.push_back(o.step.ToSeconds());
+  }
+  const auto count = static_cast<int64_t>(times.size());
+  const int64_t most = world.AllReduceMax(count);
+  const int64_t fewest = -world.AllReduceMax(-count);
+  if (most != fewest) {
+    return FailedPreconditionError("the ranks' compute profiles differ (between " +
+                                   std::to_string(fewest) + " and " + std::to_string(most) +
+                                   " timings per rank)");
+  }
+  world.AllReduceMax(times);
+  size_t i = 0;
+  for (traces::ComputeProfileEntry& e : profile.entries) {
+    e.forward = Seconds(times[i++]);
+    const double backward = times[i++];
+    if (e.backward.has_value()) e.backward = Seconds(backward);
+  }
+  for (traces::OptimizerMeasurement& o : profile.optimizer) o.step = Seconds(times[i++]);
+  return Status::Ok();
 }
 
 Result<CollectiveProfile> ProfileCollectives(MpiWorld& world, Backend& backend,

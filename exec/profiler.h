@@ -4,7 +4,7 @@
 //   * Compute: every GEMM, attention-core, norm, element-wise, embedding
 //     and loss shape a model's layers use under a tensor-parallel degree
 //     and micro-batch (from workload::ExpandLayer), timed on one rank's
-//     backend: forward and backward, median of timed repetitions after
+//     backend: forward and backward, mean of timed repetitions after
 //     warm-up. Written as a traces::ComputeProfile whose entries carry the
 //     bytes the cost model's operators move (forward_bytes,
 //     backward_bytes) and, for the fused attention core
@@ -87,6 +87,17 @@ Result<traces::ComputeProfile> ProfileComputeSweep(
     Backend& backend, const workload::ModelSpec& model, const ComputeProfileOptions& options,
     const std::vector<int>& tps, const std::vector<int64_t>& micro_batches,
     const std::function<void(const std::string&)>& progress);
+
+// Collective over `world`: replaces every time of `profile` (each entry's
+// forward and backward, each optimizer step) by its maximum over the
+// ranks, so that a profile every rank took at once (`orrery profile` under
+// mpirun) times each operator as a synchronous step pays for it — the step
+// waits for its slowest rank, as nccl-tests reports a collective's slowest
+// rank. On the development machine one vCPU ran gpt-tiny's operators
+// 20-40% slower than the other; the profile of rank 0 alone predicted every
+// 2-rank plan short. FailedPrecondition (on every rank) when the ranks'
+// profiles do not list the same entries in the same order.
+Status TakeSlowestRank(const MpiWorld& world, traces::ComputeProfile& profile);
 
 struct CollectiveProfileOptions {
   std::vector<traces::CollectiveOp> ops;  // empty: the five above

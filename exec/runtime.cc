@@ -637,22 +637,27 @@ double Trainer::Step(int iteration) {
   const int64_t elements = activation_elements();
   const int64_t bytes = elements * int64_t{sizeof(float)};
 
-  // Steps of the schedule: each warm-up and cool-down pass alone, and each
-  // steady-state forward with the backward after it (F(w+i), B(i)).
+  // Steps of the schedule. Interleaved (vpp > 1): each warm-up and
+  // cool-down pass alone, and each steady-state forward with the backward
+  // after it (F(w+i), B(i)). Not interleaved: every pass alone.
   // Before a step, one batch on the pp communicator: the sends of the
   // previous step, then the receives of this step's passes — Megatron-LM's
-  // send_forward_recv_forward / send_forward_backward_recv_forward_backward
-  // (schedules.py). Under NCCL's rule (a batch completes only when every
-  // peer has posted its matching batch, and a rank's batches run one after
-  // another) this order cannot deadlock: the step's receives never wait for
-  // a send this rank posts later, and holding the forward's send until the
-  // pair's backward is what makes interleaved 1F1B safe; posting each send
-  // alone right after its pass does deadlock interleaved 1F1B with m > p.
-  // We checked this by exhaustively simulating NCCL's semantics for every
-  // schedule with p <= 6, m <= 14, vpp <= 4 (docs/executor.md). Messages
-  // between a pair of ranks match in posting order, and both sides post
-  // in the same (micro-batch, chunk) order, so one communicator carries
-  // activations and gradients alike.
+  // send_forward_recv_backward / send_backward_recv_forward without
+  // interleaving (a forward's output leaves before the backward that
+  // follows it, so the next stage is not idle through that backward), and
+  // send_forward_backward_recv_forward_backward with it (schedules.py).
+  // Under NCCL's rule (a batch completes only when every peer has posted
+  // its matching batch, and a rank's batches run one after another) these
+  // orders cannot deadlock: the step's receives never wait for a send this
+  // rank posts later, and holding the forward's send until the pair's
+  // backward is what makes interleaved 1F1B safe; posting each send alone
+  // right after its pass does deadlock interleaved 1F1B with m > p. We
+  // checked this by exhaustively simulating NCCL's semantics for every
+  // schedule with p <= 6, m <= 14, vpp <= 4, and the one-pass steps for
+  // p <= 8, m <= 16 (docs/executor.md). Messages between a pair of ranks
+  // match in posting order, and both sides post in the same (micro-batch,
+  // chunk) order, so one communicator carries activations and gradients
+  // alike.
   int first_backward = 0;
   while (first_backward < static_cast<int>(passes.size()) &&
          !passes[static_cast<size_t>(first_backward)].backward) {
@@ -662,8 +667,8 @@ double Trainer::Step(int iteration) {
   const int warmup = first_backward < total_forwards ? first_backward - 1 : total_forwards;
   std::vector<std::vector<PipelinePass>> steps;
   for (size_t i = 0; i < passes.size();) {
-    if (static_cast<int>(i) >= warmup && i + 1 < passes.size() && !passes[i].backward &&
-        passes[i + 1].backward) {
+    if (vpp_ > 1 && static_cast<int>(i) >= warmup && i + 1 < passes.size() &&
+        !passes[i].backward && passes[i + 1].backward) {
       steps.push_back({passes[i], passes[i + 1]});
       i += 2;
     } else {
@@ -672,16 +677,32 @@ double Trainer::Step(int iteration) {
     }
   }
 
+  // The sends of the previous step are posted first, the step's receives
+  // after them, and then the sends are waited for — every request of the
+  // batch completes before the step's passes run, as Megatron-LM waits on
+  // each request of a batch (p2p_communication.py). Leaving a send in
+  // flight across a pass stalls its receiver under MPI: a message above the
+  // eager limit moves only when the sender is inside an MPI call, so
+  // gpt-tiny's PP2 1F1B steps ran 15-60% slower than the simulator's (and
+  // GPipe's) until the sends were waited for here.
+  std::vector<std::pair<CommRequest*, const PendingSend>> posted;
   auto post_sends = [&]() {
     for (PendingSend& p : pending_sends_) {
+      *p.request = pp_->Isend(p.data, p.count, p.peer);
+      posted.emplace_back(p.request->get(), p);
+    }
+    pending_sends_.clear();
+  };
+  auto wait_sends = [&]() {
+    for (const auto& [request, p] : posted) {
       OpRecorder::Scope scope = recorder_.Communication(
           "pp.send", CollectiveOp::kSendRecv,
           p.activation ? ExecutionPhase::kForward : ExecutionPhase::kBackward, std::nullopt,
           p.micro_batch, {world_.rank(), pp_->world_ranks()[static_cast<size_t>(p.peer)]},
           p.count * int64_t{sizeof(float)});
-      *p.request = pp_->Isend(p.data, p.count, p.peer);
+      request->Wait();
     }
-    pending_sends_.clear();
+    posted.clear();
   };
 
   for (const std::vector<PipelinePass>& step : steps) {
@@ -700,6 +721,7 @@ double Trainer::Step(int iteration) {
         receives.emplace_back(pp_->Irecv(g.data(), elements, next), &pass);
       }
     }
+    wait_sends();
     for (const PipelinePass& pass : step) {
       recorder_.set_chunk(pass.chunk);
       current_micro_batch_ = pass.micro_batch;
@@ -735,6 +757,7 @@ double Trainer::Step(int iteration) {
     recorder_.set_chunk(0);
   }
   post_sends();
+  wait_sends();
   ReduceGradients();
   for (auto& [request, buffer] : grad_sends_) {
     if (request != nullptr) request->Wait();

@@ -5,8 +5,11 @@
 // (norm statistics, softmax sums, Sum, SumOfSquares) and over the rows of a
 // column (bias, γ and β gradients) accumulate in double.
 //
-// "Device memory" is host memory from aligned_alloc (256-byte aligned);
-// operations are synchronous, so Synchronize() has nothing to wait for.
+// "Device memory" is host memory from aligned_alloc (256-byte aligned),
+// cached by size once freed, as a GPU framework's caching allocator does (a
+// step reuses the previous step's blocks instead of page-faulting on fresh
+// ones); operations are synchronous, so Synchronize() has nothing to wait
+// for.
 //
 // The class is private to exec/cpu/cpu_backend.cc; MakeBackend(kCpu) and
 // MakeCpuBackend() make one.

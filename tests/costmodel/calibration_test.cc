@@ -293,6 +293,63 @@ TEST(Calibrate, OptimizerTimePerParameterIsTotalStepOverTotalParameters) {
   EXPECT_EQ(changes[0].after, "5.5000 ns");
 }
 
+TEST(Calibrate, RepeatedProfilerRunsAreMergedByTheirMedian) {
+  // Three runs of the same two operators; the third also measured one the
+  // others did not. The merged profile takes each direction's median.
+  const Operator gemm = Gemm(512, 512, 512);
+  auto run = [&](const std::string& source, double fwd_us, double bwd_us) {
+    ComputeProfile p;
+    p.device = "cpu";
+    p.precision = Precision::kFp32;
+    p.source = source;
+    ComputeProfileEntry e;
+    e.op_class = OperatorClass::kGemm;
+    e.name = "mlp.fc1";
+    e.gemm = gemm.gemm;
+    e.forward_flops = gemm.forward_flops;
+    e.forward = Micros(fwd_us);
+    e.backward = Micros(bwd_us);
+    p.entries.push_back(e);
+    ComputeProfileEntry norm;
+    norm.op_class = OperatorClass::kNorm;
+    norm.name = "attn.norm";
+    norm.forward_flops = Flop(1e6);
+    norm.forward = Micros(fwd_us / 10);
+    p.entries.push_back(norm);
+    return p;
+  };
+  CalibrationRequest request;
+  request.cluster = Cluster("dgx-a100-80gb");
+  request.measurements.compute_profiles = {run("run1", 100, 210), run("run2", 130, 200),
+                                           run("run3", 90, 400)};
+  ComputeProfileEntry once;
+  once.op_class = OperatorClass::kElementwise;
+  once.name = "mlp.act";
+  once.forward_flops = Flop(2e6);
+  once.forward = Micros(7);
+  request.measurements.compute_profiles[2].entries.push_back(once);
+  Result<Calibration> c = Calibrate(request);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_EQ(c->profiles.size(), 1u);
+  const ComputeProfile& merged = c->profiles[0];
+  EXPECT_EQ(merged.source, "run1, run2, run3");
+  ASSERT_EQ(merged.entries.size(), 3u);
+  EXPECT_EQ(merged.entries[0].name, "mlp.fc1");
+  EXPECT_EQ(merged.entries[0].forward, Micros(100));
+  ASSERT_TRUE(merged.entries[0].backward.has_value());
+  EXPECT_EQ(*merged.entries[0].backward, Micros(210));
+  EXPECT_EQ(merged.entries[1].name, "attn.norm");
+  EXPECT_EQ(merged.entries[1].forward, Micros(10));
+  EXPECT_FALSE(merged.entries[1].backward.has_value());
+  EXPECT_EQ(merged.entries[2].name, "mlp.act");
+  EXPECT_EQ(merged.entries[2].forward, Micros(7));
+  // The spread: the runs around their medians; the largest is 400 vs 210.
+  const FitResidual* r = FindResidual(*c, "profile repeats fp32");
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->points, 9);  // 3 gemm forward, 3 backward, 3 norm forward
+  EXPECT_NEAR(r->max_relative_error, 400.0 / 210.0 - 1.0, 1e-9);
+}
+
 TEST(Calibrate, OverlapSlowdownIsTheCoefficientMinusOne) {
   CalibrationRequest request;
   request.cluster = Cluster("dgx-a100-80gb");
