@@ -37,6 +37,7 @@
 #include "core/units.h"
 #include "costmodel/calibration.h"
 #include "costmodel/compute.h"
+#include "sim/faults.h"
 #include "sim/replay.h"
 #include "sim/training_graph.h"
 #include "topology/cluster_spec.h"
@@ -63,6 +64,8 @@ struct IterationOptions {
   // from the calibration, cli/sim_options.h).
   std::shared_ptr<const costmodel::Calibration> calibration;
   TrainingGraphOptions graph;
+  // A slow device, a degraded link (sim/faults.h); empty: none.
+  Faults faults;
 };
 
 struct StageReport {
