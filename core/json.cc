@@ -1,5 +1,6 @@
 #include "core/json.h"
 
+#include <cmath>
 #include <sstream>
 
 #include "core/file.h"
@@ -193,6 +194,13 @@ Status JsonReader::RejectUnknownFields() const {
     first = false;
   }
   return FieldError(unknown.front(), "unknown field (known fields here: " + known.str() + ")");
+}
+
+Json IntegralOrDouble(double value) {
+  if (value == std::floor(value) && std::fabs(value) < 1e15) {
+    return static_cast<int64_t>(value);
+  }
+  return value;
 }
 
 }  // namespace orrery

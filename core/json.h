@@ -18,7 +18,11 @@
 #ifndef ORRERY_CORE_JSON_H_
 #define ORRERY_CORE_JSON_H_
 
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
 #include <set>
 #include <string>
 #include <string_view>
@@ -102,6 +106,35 @@ class JsonReader {
 
 // A short rendering of a JSON value for error messages (at most ~60 chars).
 std::string JsonSnippet(const Json& value);
+
+// The number to write for a quantity so that reading it back with `from`
+// (the JSON unit's constructor, e.g. GBps) gives the same quantity
+// exactly: `approx` (the quantity in the JSON unit) rounded to 12
+// significant digits when that reads back equal, else the nearest double
+// that does (within 64 ulps), else `approx`. Used by every writer of
+// exact-integer quantities (units.h) as decimal JSON numbers.
+template <typename Q, typename From>
+double ExactDecimal(const Q& quantity, double approx, From from) {
+  auto reads_back = [&](double v) { return from(v) == quantity; };
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.12g", approx);
+  const double pretty = std::strtod(buf, nullptr);
+  if (reads_back(pretty)) return pretty;
+  if (reads_back(approx)) return approx;
+  double up = approx;
+  double down = approx;
+  for (int i = 0; i < 64; ++i) {
+    up = std::nextafter(up, std::numeric_limits<double>::infinity());
+    if (reads_back(up)) return up;
+    down = std::nextafter(down, -std::numeric_limits<double>::infinity());
+    if (reads_back(down)) return down;
+  }
+  return approx;
+}
+
+// `value` as a JSON integer when it is integral (and below 1e15 in
+// magnitude), else as a JSON double: "80" rather than "80.0".
+Json IntegralOrDouble(double value);
 
 }  // namespace orrery
 

@@ -13,36 +13,14 @@ namespace {
 
 using topology::Precision;
 
-// `quantity` as a number of the JSON's unit: the shortest decimal (up to 12
-// significant digits) that reads back as `quantity`, else the nearest double
-// that does, else `approx` (within an ulp).
-template <typename Q, typename From>
-double ExactNumber(Q quantity, double approx, From from) {
-  auto reads_back = [&](double v) { return from(v) == quantity; };
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.12g", approx);
-  const double pretty = std::strtod(buf, nullptr);
-  if (reads_back(pretty)) return pretty;
-  if (reads_back(approx)) return approx;
-  double up = approx;
-  double down = approx;
-  for (int i = 0; i < 64; ++i) {
-    up = std::nextafter(up, std::numeric_limits<double>::infinity());
-    if (reads_back(up)) return up;
-    down = std::nextafter(down, -std::numeric_limits<double>::infinity());
-    if (reads_back(down)) return down;
-  }
-  return approx;
-}
-
 double GBpsNumber(Bandwidth b) {
-  return ExactNumber(b, b.ToGBps(), [](double v) { return GBps(v); });
+  return ExactDecimal(b, b.ToGBps(), [](double v) { return GBps(v); });
 }
 double MicrosNumber(Duration d) {
-  return ExactNumber(d, d.ToMicros(), [](double v) { return Micros(v); });
+  return ExactDecimal(d, d.ToMicros(), [](double v) { return Micros(v); });
 }
 double NanosNumber(Duration d) {
-  return ExactNumber(d, d.ToNanos(), [](double v) { return Nanos(v); });
+  return ExactDecimal(d, d.ToNanos(), [](double v) { return Nanos(v); });
 }
 
 constexpr CollectiveAlgorithm kAlgorithms[] = {

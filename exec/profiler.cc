@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <limits>
 #include <map>
@@ -12,6 +14,7 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <string>
 #include <string_view>
 #include <tuple>
 #include <utility>
@@ -39,11 +42,24 @@ struct KernelTimes {
   std::optional<Duration> backward;
 };
 
+// A sysfs cache size: "2048K", "32M", or bytes; 0 when unreadable.
+int64_t ParseCacheSize(const std::string& text) {
+  char* end = nullptr;
+  const long long value = std::strtoll(text.c_str(), &end, 10);
+  if (end == text.c_str() || value <= 0) return 0;
+  switch (*end) {
+    case 'K': return value << 10;
+    case 'M': return value << 20;
+    case 'G': return value << 30;
+    default: return value;
+  }
+}
+
 // fp32 elements of the cache-flush buffer (ComputeProfileOptions::flush_bytes).
 int64_t FlushElements(const Backend& backend, const ComputeProfileOptions& options) {
   int64_t bytes = options.flush_bytes;
   if (bytes < 0) {
-    bytes = backend.kind() == BackendKind::kCpu ? int64_t{8} << 20 : int64_t{256} << 20;
+    bytes = backend.kind() == BackendKind::kCpu ? 4 * CpuL2CacheBytes() : int64_t{256} << 20;
   }
   return bytes / static_cast<int64_t>(sizeof(float));
 }
@@ -831,6 +847,25 @@ Result<traces::ComputeProfile> ProfileComputeSweep(
             });
   profile.optimizer = std::move(optimizer);
   return profile;
+}
+
+int64_t CpuL2CacheBytes() {
+  constexpr int64_t kFallback = int64_t{2} << 20;
+  for (int index = 0; index < 16; ++index) {
+    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index);
+    std::ifstream level_file(dir + "/level");
+    if (!level_file) break;
+    int level = 0;
+    level_file >> level;
+    std::string type;
+    std::ifstream(dir + "/type") >> type;
+    if (level != 2 || type == "Instruction") continue;
+    std::string size;
+    std::ifstream(dir + "/size") >> size;
+    const int64_t bytes = ParseCacheSize(size);
+    return bytes > 0 ? bytes : kFallback;
+  }
+  return kFallback;
 }
 
 Status TakeSlowestRank(const MpiWorld& world, traces::ComputeProfile& profile) {

@@ -57,11 +57,12 @@ struct ComputeProfileOptions {
   // kernel's operands are not left in the caches by its previous call: in a
   // training step the data of one operator is evicted by the others'
   // before it runs again (Triton's do_bench clears the L2 the same way,
-  // with 256 MB on GPUs). 0: no flush. -1: the backend's default — 8 MiB
-  // on the cpu backend (twice a core's L2 on this project's machines, the
-  // level a repeated call keeps warm; without it the profile times gpt-tiny's
-  // GEMMs 15-20% faster than the executor's traced steps show them), 256 MiB
-  // on cuda.
+  // with 256 MB on GPUs). 0: no flush. -1: the backend's default — on the
+  // cpu backend four times the core's L2 (CpuL2CacheBytes; 8 MiB on this
+  // project's machines, whose cores have 2 MiB of L2: the level a repeated
+  // call keeps warm; without the flush the profile times gpt-tiny's GEMMs
+  // 15-20% faster than the executor's traced steps show them), 256 MiB on
+  // cuda.
   int64_t flush_bytes = -1;
   // Called before every timed call (after the flush), on every rank that
   // profiles at once: `orrery profile` passes an MPI barrier, so that all
@@ -69,6 +70,11 @@ struct ComputeProfileOptions {
   // the others' work, as in a data- or tensor-parallel step. Empty: none.
   std::function<void()> align;
 };
+
+// The L2 cache of the CPU this process runs on, from sysfs
+// (/sys/devices/system/cpu/cpu0/cache/index*/ with level 2: the size of the
+// unified or data cache); 2 MiB when sysfs does not say.
+int64_t CpuL2CacheBytes();
 
 // Times the operators of `model`'s layers on `backend`. `progress` (may be
 // empty) is called with a line per measured shape. InvalidArgument when

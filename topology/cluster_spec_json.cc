@@ -222,39 +222,11 @@ Result<Network> ParseNetwork(const JsonReader& root) {
   return network;
 }
 
-// The number to write for a quantity so that reading it back with `from`
-// gives the same quantity exactly: `approx` (the quantity in the JSON unit)
-// rounded to 12 significant digits when that reads back equal, else the
-// nearest double that does. Integral values are written as JSON integers.
+// A quantity as the JSON number that reads back as it exactly
+// (core/json.h ExactDecimal), integral values as JSON integers.
 template <typename Q, typename From>
-Json ExactNumber(Q quantity, double approx, From from) {
-  auto reads_back = [&](double v) { return from(v) == quantity; };
-  double chosen = approx;
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.12g", approx);
-  const double pretty = std::strtod(buf, nullptr);
-  if (reads_back(pretty)) {
-    chosen = pretty;
-  } else if (!reads_back(approx)) {
-    double up = approx;
-    double down = approx;
-    for (int i = 0; i < 64; ++i) {
-      up = std::nextafter(up, std::numeric_limits<double>::infinity());
-      if (reads_back(up)) {
-        chosen = up;
-        break;
-      }
-      down = std::nextafter(down, -std::numeric_limits<double>::infinity());
-      if (reads_back(down)) {
-        chosen = down;
-        break;
-      }
-    }
-  }
-  if (chosen == std::floor(chosen) && std::fabs(chosen) < 1e15) {
-    return static_cast<int64_t>(chosen);
-  }
-  return chosen;
+Json ExactNumber(const Q& quantity, double approx, From from) {
+  return IntegralOrDouble(ExactDecimal(quantity, approx, from));
 }
 
 Json GBpsJson(Bandwidth b) { return ExactNumber(b, b.ToGBps(), [](double v) { return GBps(v); }); }
