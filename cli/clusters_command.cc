@@ -1,5 +1,6 @@
 // `orrery clusters`: the cluster presets, or one cluster (a preset or a
-// cluster JSON file) described in full.
+// cluster JSON file) described in full, or (--links) every directed link of
+// its topology by name: the names `orrery simulate --degrade-link` takes.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -15,6 +16,7 @@
 #include "topology/cluster_spec.h"
 #include "topology/cluster_spec_json.h"
 #include "topology/presets.h"
+#include "topology/topology_graph.h"
 
 namespace orrery::cli {
 
@@ -27,7 +29,7 @@ using topology::NodeType;
 using topology::Precision;
 
 constexpr std::string_view kUsage =
-    "orrery clusters [--cluster NAME|FILE] [--nodes N] [--format text|json]";
+    "orrery clusters [--cluster NAME|FILE] [--nodes N] [--links] [--format text|json]";
 
 constexpr std::string_view kDescription =
     "Without --cluster, lists the built-in cluster presets: one node each, with\n"
@@ -39,6 +41,13 @@ constexpr std::string_view kDescription =
     "type count, gpus, gpu_model, nics, nic_gbps (per adapter, Gb/s) and\n"
     "nvlink_gbps (per GPU and direction, GB/s; 0 without NVLink).\n"
     "\n"
+    "--links lists every directed link of the cluster's topology graph\n"
+    "(docs/topology-graph.md): its name (\"node1/nic0->leaf0.rail0\"), bandwidth\n"
+    "(GB/s, one direction) and latency; in JSON an array of objects with name,\n"
+    "from, to, kind, bandwidth_GBps and latency_s. A link's name, or a vertex's\n"
+    "(the part before or after \"->\"), is what `orrery simulate --degrade-link`\n"
+    "takes.\n"
+    "\n"
     "'cpu-local' is this machine, read when asked for: one device per CPU core,\n"
     "with a nominal peak FLOP rate from the clock and the ISA.";
 
@@ -48,7 +57,8 @@ constexpr std::string_view kExamples =
     "  orrery clusters --cluster gb200-nvl72 --format json\n"
     "  orrery clusters --cluster dgx-h100 --nodes 4 --format json > pod.json\n"
     "  orrery clusters --cluster pod.json\n"
-    "  orrery clusters --cluster cpu-local\n";
+    "  orrery clusters --cluster cpu-local\n"
+    "  orrery clusters --cluster dgx-h100 --nodes 2 --links\n";
 
 // A number for a table or a sentence: up to 4 significant digits, no
 // trailing zeros ("989.5", "19.5", "3350").
@@ -182,6 +192,60 @@ std::string Describe(const ClusterSpec& spec) {
   return out.str();
 }
 
+std::string_view LinkKindName(topology::LinkKind kind) {
+  switch (kind) {
+    case topology::LinkKind::kFabric:
+      return "fabric";
+    case topology::LinkKind::kDeviceNic:
+      return "device-nic";
+    case topology::LinkKind::kNicLeaf:
+      return "nic-leaf";
+    case topology::LinkKind::kTier:
+      return "tier";
+  }
+  return "?";
+}
+
+// Every directed link of `spec`'s topology, in link id order.
+int ListLinks(const ClusterSpec& spec, OutputFormat format, CommandIo& io) {
+  Result<topology::Topology> built = topology::Topology::Build(spec);
+  if (!built.ok()) return ReportError("clusters", built.status(), io);
+  const topology::Topology& topo = *built;
+  if (format == OutputFormat::kJson) {
+    Json list = Json::array();
+    for (size_t i = 0; i < topo.num_links(); ++i) {
+      const topology::Link& link = topo.link(topology::LinkId(static_cast<uint32_t>(i)));
+      Json j = Json::object();
+      j["name"] = link.name;
+      j["from"] = topo.vertex(link.from).name;
+      j["to"] = topo.vertex(link.to).name;
+      j["kind"] = std::string(LinkKindName(link.kind));
+      j["bandwidth_GBps"] = JsonNumber(link.bandwidth.ToGBps());
+      j["latency_s"] = JsonNumber(link.latency.ToSeconds());
+      list.push_back(std::move(j));
+    }
+    io.out << DumpJson(list);
+    return kExitOk;
+  }
+  size_t width = 4;
+  for (size_t i = 0; i < topo.num_links(); ++i) {
+    width = std::max(width, topo.link(topology::LinkId(static_cast<uint32_t>(i))).name.size());
+  }
+  std::ostringstream out;
+  out << topo.num_links() << " directed links of cluster " << spec.name << " ("
+      << topo.num_nodes() << " node(s), " << topo.num_devices() << " devices)\n\n";
+  out << Pad("link", width + 2) << Pad("kind", 12) << Pad("GB/s", 9) << "latency\n";
+  for (size_t i = 0; i < topo.num_links(); ++i) {
+    const topology::Link& link = topo.link(topology::LinkId(static_cast<uint32_t>(i)));
+    out << Pad(link.name, width + 2) << Pad(std::string(LinkKindName(link.kind)), 12)
+        << Pad(Num(link.bandwidth.ToGBps()), 9) << FormatDuration(link.latency) << "\n";
+  }
+  out << "\n`orrery simulate --degrade-link NAME:FACTOR` takes a link's name (that direction)\n"
+         "or a vertex's, the part before or after \"->\" (every link into and out of it).\n";
+  io.out << out.str();
+  return kExitOk;
+}
+
 int ListPresets(OutputFormat format, CommandIo& io) {
   std::vector<ClusterSpec> presets;
   for (const std::string& name : topology::ClusterPresetNames()) {
@@ -250,7 +314,10 @@ int RunClusters(const std::vector<std::string>& args, CommandIo& io) {
   options.add_options()
       ("cluster", po::value<std::string>(),
        "a cluster preset name, or the path of a cluster JSON file")
-      ("nodes", po::value<int>(), "scale the cluster to N nodes (one node type only)");
+      ("nodes", po::value<int>(), "scale the cluster to N nodes (one node type only)")
+      ("links", po::bool_switch(),
+       "list every directed link of the cluster's topology (names for `simulate "
+       "--degrade-link`)");
   AddFormatOption(options);
   po::positional_options_description positional;
   positional.add("cluster", 1);
@@ -278,11 +345,17 @@ int RunClusters(const std::vector<std::string>& args, CommandIo& io) {
                          InvalidArgumentError("--nodes needs --cluster (which cluster to scale)"),
                          io);
     }
+    if (vm["links"].as<bool>()) {
+      return ReportError("clusters",
+                         InvalidArgumentError("--links needs --cluster (whose links to list)"),
+                         io);
+    }
     return ListPresets(*format, io);
   }
 
   Result<ClusterSpec> spec = topology::ResolveCluster(vm["cluster"].as<std::string>(), nodes);
   if (!spec.ok()) return ReportError("clusters", spec.status(), io);
+  if (vm["links"].as<bool>()) return ListLinks(*spec, *format, io);
   if (*format == OutputFormat::kJson) {
     Json doc = topology::ClusterSpecToJson(*spec);
     doc["summary"] = Summary(*spec);

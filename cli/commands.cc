@@ -28,8 +28,8 @@ const std::vector<Command>& Commands() {
        RunValidate, ""},
       {"tune", "profile, calibrate, search, execute and re-plan until the plan is stable",
        RunTune, ""},
-      {"capacity", "what-if sweep over hypothetical clusters: time, cost, bounds", nullptr,
-       "capacity planning, issue #9"},
+      {"capacity", "what-if sweep over hypothetical clusters: time, cost, bounds", RunCapacity,
+       ""},
       {"export", "write a plan as Megatron-LM arguments, a DeepSpeed or Galvatron config",
        RunExport, ""},
   };

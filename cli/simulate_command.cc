@@ -2,7 +2,9 @@
 // simulator (sim/iteration.h) and report its time, throughput, MFU and
 // per-stage breakdown: every rank and link (issue #5). With --analytical,
 // also the analytical fast path's estimate (sim/analytical.h) of the same
-// plan under the same options, and its gap to the simulation.
+// plan under the same options, and its gap to the simulation. With
+// --slow-device / --degrade-link (sim/faults.h), simulates the plan twice,
+// healthy and with the faults, and reports what the faults cost.
 #include <cstdio>
 #include <optional>
 #include <sstream>
@@ -21,8 +23,10 @@
 #include "costmodel/compute.h"
 #include "sim/analytical.h"
 #include "sim/chrome_timeline.h"
+#include "sim/faults.h"
 #include "sim/iteration.h"
 #include "topology/cluster_spec.h"
+#include "topology/topology_graph.h"
 #include "workload/model_spec.h"
 #include "workload/plan.h"
 
@@ -37,6 +41,7 @@ constexpr std::string_view kCommand = "simulate";
 constexpr std::string_view kUsage =
     "orrery simulate --model M --cluster C [--nodes N] (--plan FILE | flags)\n"
     "                   [simulation options] [--free-communication] [--analytical]\n"
+    "                   [--slow-device RANK:FACTOR]... [--degrade-link LINK:FACTOR]...\n"
     "                   [--timeline FILE] [--format text|json]";
 
 constexpr std::string_view kDescription =
@@ -63,7 +68,22 @@ constexpr std::string_view kDescription =
     "node, one track per rank and stream) to open in https://ui.perfetto.dev.\n"
     "A calibrated cluster file (`orrery calibrate --out`) is simulated with its\n"
     "measured operators, fitted roofline figures and collectives, measured\n"
-    "optimizer step and overlap slowdown.";
+    "optimizer step and overlap slowdown.\n"
+    "\n"
+    "Stragglers and faults. --slow-device RANK:FACTOR makes every compute task of\n"
+    "that rank FACTOR times as long (a throttled GPU); its whole tensor-parallel\n"
+    "group runs at its pace, since the group synchronizes every layer.\n"
+    "--degrade-link LINK:FACTOR divides a link's bandwidth by FACTOR: LINK is a\n"
+    "directed link's name (\"node1/nic0->leaf0.rail0\") or a vertex's\n"
+    "(\"node1/nic0\": every link into and out of it); `orrery clusters --cluster C\n"
+    "--nodes N --links` lists them. FACTOR is a number from 1 to 1000; both flags\n"
+    "repeat. The plan is then simulated twice, healthy and with the faults: the\n"
+    "report is the faulted run's, followed by the healthy baseline, the cost in ms\n"
+    "and %, tokens/s of both and the lane that bounds the faulted run. In JSON the\n"
+    "top-level figures are the faulted run's and \"faults\" holds the comparison\n"
+    "(slowdown: faulted / baseline - 1); --analytical is compared with the\n"
+    "baseline (the analytical model does not see faults); --timeline writes the\n"
+    "faulted run.";
 
 constexpr std::string_view kExamples =
     "  orrery simulate --model gpt-1.7b --cluster dgx-h100 --nodes 2 --tp 2 --pp 4 \\\n"
@@ -73,7 +93,10 @@ constexpr std::string_view kExamples =
     "  orrery simulate --model gpt-1.7b --cluster dgx-a100-80gb --nodes 4 --tp 8 --pp 2 \\\n"
     "      --micro-batch 1 --global-batch 64 --analytical\n"
     "  orrery simulate --model llama3-70b --cluster dgx-h100 --nodes 8 --tp 8 --pp 4 \\\n"
-    "      --micro-batch 1 --global-batch 512 --format json\n";
+    "      --micro-batch 1 --global-batch 512 --format json\n"
+    "  orrery simulate --model gpt-1.7b --cluster dgx-h100 --nodes 2 --tp 2 --pp 4 \\\n"
+    "      --micro-batch 2 --global-batch 64 --slow-device 13:1.2 --degrade-link node1/nic0:2\n"
+    "  orrery clusters --cluster dgx-h100 --nodes 2 --links   # the link names\n";
 
 std::string Fixed(double v, int digits) {
   char buf[64];
@@ -94,9 +117,136 @@ double GapOf(const sim::AnalyticalEstimate& a, const sim::IterationReport& r) {
          r.iteration_time.ToSeconds();
 }
 
-std::string TextReport(const sim::IterationReport& r, const workload::ModelSpec& model,
-                       const workload::Plan& plan, const topology::ClusterSpec& cluster,
-                       bool free_comm, const sim::AnalyticalEstimate* analytical,
+// "0-1", "3", "0-3,8-11": ranks as ranges.
+std::string RanksText(const std::vector<int>& ranks) {
+  std::string text;
+  for (size_t i = 0; i < ranks.size();) {
+    size_t j = i;
+    while (j + 1 < ranks.size() && ranks[j + 1] == ranks[j] + 1) ++j;
+    if (!text.empty()) text += ",";
+    text += std::to_string(ranks[i]);
+    if (j > i) text += "-" + std::to_string(ranks[j]);
+    i = j + 1;
+  }
+  return text;
+}
+
+// The faults of --slow-device and --degrade-link; InvalidArgument naming
+// the flag.
+Result<sim::Faults> FaultsFrom(const po::variables_map& vm) {
+  sim::Faults faults;
+  if (vm.count("slow-device") != 0) {
+    for (const std::string& text : vm["slow-device"].as<std::vector<std::string>>()) {
+      Result<sim::SlowDevice> s = sim::ParseSlowDevice(text);
+      if (!s.ok()) return s.status().WithContext("--slow-device");
+      faults.slow_devices.push_back(*s);
+    }
+  }
+  if (vm.count("degrade-link") != 0) {
+    for (const std::string& text : vm["degrade-link"].as<std::vector<std::string>>()) {
+      Result<sim::DegradedLink> d = sim::ParseDegradedLink(text);
+      if (!d.ok()) return d.status().WithContext("--degrade-link");
+      faults.degraded_links.push_back(*d);
+    }
+  }
+  return faults;
+}
+
+// The command that lists the links of the cluster of this command line.
+std::string LinksCommand(const po::variables_map& vm) {
+  std::string command = "orrery clusters --cluster " + vm["cluster"].as<std::string>();
+  if (vm.count("nodes") != 0) command += " --nodes " + std::to_string(vm["nodes"].as<int>());
+  return command + " --links";
+}
+
+// Checks the faults against the cluster's topology before any simulation;
+// an unknown link name points at the listing of the link names.
+Status CheckFaultsOn(const sim::Faults& faults, const topology::ClusterSpec& cluster,
+                     const po::variables_map& vm) {
+  ORRERY_ASSIGN_OR_RETURN(const topology::Topology topo, topology::Topology::Build(cluster));
+  Status checked = sim::CheckFaults(faults, topo);
+  if (checked.ok()) return checked;
+  if (checked.code() == StatusCode::kNotFound) {
+    checked = Status(checked.code(), checked.message() + " (`" + LinksCommand(vm) +
+                                         "` lists the link names)");
+  }
+  return checked.WithContext("cluster " + cluster.name);
+}
+
+std::string FaultListText(const sim::Faults& faults) {
+  std::string text;
+  for (const sim::SlowDevice& s : faults.slow_devices) {
+    text += (text.empty() ? "" : ", ") + std::string("slow device ") + sim::SlowDeviceText(s);
+  }
+  for (const sim::DegradedLink& d : faults.degraded_links) {
+    text += (text.empty() ? "" : ", ") + std::string("degraded link ") + sim::DegradedLinkText(d);
+  }
+  return text;
+}
+
+// The comparison of the faulted run `r` with the healthy `baseline`.
+std::string FaultsText(const sim::Faults& faults, const sim::IterationReport& baseline,
+                       const sim::IterationReport& r) {
+  const double base_s = baseline.iteration_time.ToSeconds();
+  const double delta_s = r.iteration_time.ToSeconds() - base_s;
+  std::ostringstream out;
+  out << "\nFaults: " << FaultListText(faults) << "\n";
+  out << "  baseline (healthy)  " << Pad(FormatDuration(baseline.iteration_time), 12)
+      << Fixed(baseline.tokens_per_s, 0) << " tokens/s\n";
+  out << "  with the faults     " << Pad(FormatDuration(r.iteration_time), 12)
+      << Fixed(r.tokens_per_s, 0) << " tokens/s\n";
+  out << "  cost                " << (delta_s >= 0 ? "+" : "") << Fixed(1e3 * delta_s, 1)
+      << " ms per iteration (" << (delta_s >= 0 ? "+" : "") << Fixed(100 * delta_s / base_s, 1)
+      << "%)\n";
+  bool slow_lane = false;
+  for (const sim::SlowDevice& s : faults.slow_devices) {
+    for (const int rank : r.bound_ranks) slow_lane = slow_lane || rank == s.rank;
+  }
+  out << "  bound by            stage " << r.bound_stage << ", lane " << r.bound_replica
+      << " (rank" << (r.bound_ranks.size() > 1 ? "s " : " ") << RanksText(r.bound_ranks)
+      << (slow_lane ? ": the slow device's lane" : "") << "); healthy: stage "
+      << baseline.bound_stage << ", lane " << baseline.bound_replica << "\n";
+  return out.str();
+}
+
+Json FaultsJson(const sim::Faults& faults, const sim::IterationReport& baseline,
+                const sim::IterationReport& r) {
+  Json j = Json::object();
+  Json slow = Json::array();
+  for (const sim::SlowDevice& s : faults.slow_devices) {
+    Json e = Json::object();
+    e["rank"] = s.rank;
+    e["factor"] = s.factor;
+    slow.push_back(std::move(e));
+  }
+  Json links = Json::array();
+  for (const sim::DegradedLink& d : faults.degraded_links) {
+    Json e = Json::object();
+    e["link"] = d.link;
+    e["factor"] = d.factor;
+    links.push_back(std::move(e));
+  }
+  j["slow_devices"] = std::move(slow);
+  j["degraded_links"] = std::move(links);
+  j["baseline_iteration_time_s"] = baseline.iteration_time.ToSeconds();
+  j["iteration_time_s"] = r.iteration_time.ToSeconds();
+  j["slowdown"] = r.iteration_time.ToSeconds() / baseline.iteration_time.ToSeconds() - 1.0;
+  j["baseline_tokens_per_s"] = baseline.tokens_per_s;
+  j["tokens_per_s"] = r.tokens_per_s;
+  j["baseline_bound_stage"] = baseline.bound_stage;
+  j["bound_stage"] = r.bound_stage;
+  j["bound_lane"] = r.bound_replica;
+  Json ranks = Json::array();
+  for (const int rank : r.bound_ranks) ranks.push_back(rank);
+  j["bound_ranks"] = std::move(ranks);
+  return j;
+}
+
+// `healthy`: the run --analytical is compared with (r itself without faults).
+std::string TextReport(const sim::IterationReport& r, const sim::IterationReport& healthy,
+                       const workload::ModelSpec& model, const workload::Plan& plan,
+                       const topology::ClusterSpec& cluster, bool free_comm,
+                       const sim::AnalyticalEstimate* analytical,
                        const std::string& calibrated) {
   const workload::LayerStrategy& l = plan.layers.front();
   std::ostringstream out;
@@ -111,9 +261,10 @@ std::string TextReport(const sim::IterationReport& r, const workload::ModelSpec&
   out << "\n";
   out << "  iteration time   " << FormatDuration(r.iteration_time) << "\n";
   if (analytical != nullptr) {
-    const double gap = 100 * GapOf(*analytical, r);
+    const double gap = 100 * GapOf(*analytical, healthy);
     out << "  analytical estimate  " << Fixed(analytical->iteration_time.ToSeconds(), 4)
-        << " s (gap " << (gap >= 0 ? "+" : "") << Fixed(gap, 2) << "% vs simulated)\n";
+        << " s (gap " << (gap >= 0 ? "+" : "") << Fixed(gap, 2) << "% vs simulated"
+        << (&healthy != &r ? " without the faults" : "") << ")\n";
   }
   out << "  throughput       " << Fixed(r.tokens_per_s, 0) << " tokens/s, "
       << Fixed(r.samples_per_s, 2) << " samples/s\n";
@@ -215,7 +366,14 @@ int RunSimulate(const std::vector<std::string>& args, CommandIo& io) {
       ("analytical", po::bool_switch(),
        "also print the analytical fast path's estimate and its gap to the simulation")
       ("timeline", po::value<std::string>()->value_name("FILE"),
-       "write the iteration as a Chrome trace (Perfetto, chrome://tracing) to FILE");
+       "write the iteration as a Chrome trace (Perfetto, chrome://tracing) to FILE")
+      ("slow-device", po::value<std::vector<std::string>>()->composing()->value_name(
+           "RANK:FACTOR"),
+       "rank RANK computes FACTOR (1 to 1000) times slower; repeatable")
+      ("degrade-link", po::value<std::vector<std::string>>()->composing()->value_name(
+           "LINK:FACTOR"),
+       "divide the bandwidth of LINK (a link or vertex name, see `orrery clusters "
+       "--links`) by FACTOR; repeatable");
   AddFormatOption(options);
   AddSimulationOptions(options);
   AddPlanOptions(options);
@@ -237,12 +395,29 @@ int RunSimulate(const std::vector<std::string>& args, CommandIo& io) {
   if (!parsed.ok()) return ReportError(kCommand, parsed.status(), io);
   sim::IterationOptions sim_options = *parsed;
   sim_options.free_communication = vm["free-communication"].as<bool>();
+  Result<sim::Faults> faults = FaultsFrom(vm);
+  if (!faults.ok()) return ReportError(kCommand, faults.status(), io);
+  if (!faults->empty()) {
+    Status checked = CheckFaultsOn(*faults, cluster, vm);
+    if (!checked.ok()) return ReportError(kCommand, checked, io);
+  }
   const std::string timeline_path =
       vm.count("timeline") > 0 ? vm["timeline"].as<std::string>() : "";
+  // With faults: the healthy baseline first, then the faulted run, which
+  // the report (and the timeline) describe.
+  std::optional<sim::IterationReport> baseline;
+  if (!faults->empty()) {
+    Result<sim::IterationReport> healthy = sim::SimulateIteration(model, plan, cluster, sim_options);
+    if (!healthy.ok()) return ReportError(kCommand, healthy.status(), io);
+    baseline = std::move(healthy).value();
+    sim_options.faults = *faults;
+  }
   sim::IterationTrace trace;
   Result<sim::IterationReport> report = sim::SimulateIteration(
       model, plan, cluster, sim_options, timeline_path.empty() ? nullptr : &trace);
   if (!report.ok()) return ReportError(kCommand, report.status(), io);
+  // What --analytical is compared with: the healthy run.
+  const sim::IterationReport& healthy_report = baseline.has_value() ? *baseline : *report;
   std::optional<sim::AnalyticalEstimate> analytical;
   if (vm["analytical"].as<bool>()) {
     // One model of the cluster, with the compute and collective models and
@@ -284,16 +459,19 @@ int RunSimulate(const std::vector<std::string>& args, CommandIo& io) {
     if (analytical.has_value()) {
       Json a = Json::object();
       a["iteration_time_s"] = analytical->iteration_time.ToSeconds();
-      a["gap"] = GapOf(*analytical, *report);
+      a["gap"] = GapOf(*analytical, healthy_report);
       j["analytical"] = a;
     }
+    if (baseline.has_value()) j["faults"] = FaultsJson(*faults, *baseline, *report);
     io.out << DumpJson(j);
   } else {
-    io.out << TextReport(*report, model, plan, cluster, sim_options.free_communication,
+    io.out << TextReport(*report, healthy_report, model, plan, cluster,
+                         sim_options.free_communication,
                          analytical.has_value() ? &*analytical : nullptr,
                          inputs->calibration != nullptr
                              ? CalibrationLine(*inputs->calibration, inputs->cluster_source)
                              : "");
+    if (baseline.has_value()) io.out << FaultsText(*faults, *baseline, *report);
     if (!timeline_path.empty()) {
       io.out << "\ntimeline written to " << timeline_path << " (open in https://ui.perfetto.dev)\n";
     }

@@ -23,6 +23,7 @@ int RunProfile(const std::vector<std::string>& args, CommandIo& io);
 int RunCalibrate(const std::vector<std::string>& args, CommandIo& io);
 int RunValidate(const std::vector<std::string>& args, CommandIo& io);
 int RunTune(const std::vector<std::string>& args, CommandIo& io);
+int RunCapacity(const std::vector<std::string>& args, CommandIo& io);
 
 }  // namespace orrery::cli
 

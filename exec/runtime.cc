@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -103,6 +104,168 @@ struct UnitSlot {
   int backwards_left = 0;
 };
 
+// A rank's place in the plan's grid (Megatron-Core's order,
+// workload::RankGroups) and the groups it belongs to.
+struct Coordinates {
+  std::vector<int> tp_group, dp_group, pp_group;
+  int tp_rank = 0, dp_rank = 0, stage = 0;
+};
+
+Coordinates CoordinatesOf(const workload::Plan& plan, int rank) {
+  Coordinates c;
+  std::tie(c.tp_group, c.tp_rank) = GroupOf(workload::RankGroups(plan, 0, ParallelDim::kTp), rank);
+  std::tie(c.dp_group, c.dp_rank) = GroupOf(workload::RankGroups(plan, 0, ParallelDim::kDp), rank);
+  std::tie(c.pp_group, c.stage) = GroupOf(workload::RankGroups(plan, 0, ParallelDim::kPp), rank);
+  return c;
+}
+
+// The units of one stage, chunk by chunk, in forward order: the embedding
+// first on stage 0, the head last on the last stage.
+struct StageUnits {
+  std::vector<UnitSlot> units;
+  std::vector<std::vector<int>> chunk_units;  // per chunk, forward order
+  int embedding_unit = -1, head_unit = -1;
+};
+
+StageUnits BuildStageUnits(const UnitContext& context, const workload::Plan& plan, int stage,
+                           int pp, int vpp) {
+  StageUnits out;
+  const std::vector<std::pair<int, int>> ranges = workload::ChunkLayerRanges(plan);
+  out.chunk_units.assign(static_cast<size_t>(vpp), {});
+  for (int c = 0; c < vpp; ++c) {
+    auto add = [&](std::unique_ptr<ModelUnit> unit) {
+      UnitSlot slot;
+      slot.count = unit->parameter_count();
+      slot.unit = std::move(unit);
+      slot.chunk = c;
+      out.chunk_units[static_cast<size_t>(c)].push_back(static_cast<int>(out.units.size()));
+      out.units.push_back(std::move(slot));
+    };
+    if (stage == 0 && c == 0) {
+      out.embedding_unit = static_cast<int>(out.units.size());
+      add(MakeEmbedding(context));
+    }
+    const auto [first, count] = ranges[static_cast<size_t>(stage * vpp + c)];
+    for (int layer = first; layer < first + count; ++layer) {
+      add(MakeBlock(context, layer, plan.layers[static_cast<size_t>(layer)].recompute));
+    }
+    if (stage == pp - 1 && c == vpp - 1) {
+      out.head_unit = static_cast<int>(out.units.size());
+      add(MakeHead(context));
+    }
+  }
+  return out;
+}
+
+// The spaces of a stage's units (runtime.h's StateSpace) and each unit's
+// place in them (its slot's space and offset).
+struct SpacePlacement {
+  int64_t size = 0;
+  int64_t shard = 0;
+  std::vector<int> units;
+};
+
+std::vector<SpacePlacement> PlaceUnits(std::vector<UnitSlot>& units,
+                                       const std::vector<std::vector<int>>& chunk_units,
+                                       int zero, int dp_size, int64_t bucket_parameters) {
+  // Units in backward order: the last chunk's last unit first.
+  std::vector<int> backward_order;
+  for (int c = static_cast<int>(chunk_units.size()) - 1; c >= 0; --c) {
+    const std::vector<int>& us = chunk_units[static_cast<size_t>(c)];
+    backward_order.insert(backward_order.end(), us.rbegin(), us.rend());
+  }
+  const int64_t dp = dp_size;
+  std::vector<SpacePlacement> spaces;
+  if (zero <= 1) {
+    // Megatron-LM's DDP buckets: runs of units in backward order of at
+    // least bucket_size parameters, default max(4·10⁷, 10⁶·dp)
+    // (megatron/core/distributed/distributed_data_parallel.py).
+    const int64_t bucket = bucket_parameters > 0 ? bucket_parameters
+                                                 : std::max<int64_t>(40'000'000, 1'000'000 * dp);
+    for (int u : backward_order) {
+      if (spaces.empty() || spaces.back().size >= bucket) spaces.emplace_back();
+      SpacePlacement& s = spaces.back();
+      UnitSlot& slot = units[static_cast<size_t>(u)];
+      slot.space = static_cast<int>(spaces.size()) - 1;
+      slot.offset = s.size;
+      s.size += slot.count;
+      s.units.push_back(u);
+    }
+  } else {
+    for (int u : backward_order) {
+      SpacePlacement& s = spaces.emplace_back();
+      UnitSlot& slot = units[static_cast<size_t>(u)];
+      slot.space = static_cast<int>(spaces.size()) - 1;
+      slot.offset = 0;
+      s.size = slot.count;
+      s.units.push_back(u);
+    }
+  }
+  for (SpacePlacement& s : spaces) {
+    if (zero >= 1) s.size = RoundUp(std::max<int64_t>(s.size, 1), dp);
+    s.shard = zero >= 1 ? s.size / dp : s.size;
+  }
+  return spaces;
+}
+
+TrainerLayout MakeLayout(int rank, const Coordinates& c, int dp, int zero,
+                         const std::vector<UnitSlot>& units,
+                         const std::vector<SpacePlacement>& spaces) {
+  TrainerLayout layout;
+  layout.rank = rank;
+  layout.tp_rank = c.tp_rank;
+  layout.dp_rank = c.dp_rank;
+  layout.stage = c.stage;
+  layout.dp = dp;
+  layout.zero_stage = zero;
+  for (const SpacePlacement& p : spaces) {
+    StateSpace& s = layout.spaces.emplace_back();
+    s.size = p.size;
+    s.shard = p.shard;
+    for (int u : p.units) {
+      const UnitSlot& slot = units[static_cast<size_t>(u)];
+      s.units.push_back({slot.unit->name(), slot.offset, slot.unit->parameters()});
+    }
+  }
+  return layout;
+}
+
+// A communicator that knows only its place in its group: units read the
+// tensor-parallel rank and size when they are built, so TrainerStateLayout
+// builds them on one of these, outside any job. Any transfer is a bug.
+class PlaceholderCommunicator final : public Communicator {
+ public:
+  PlaceholderCommunicator(std::vector<int> world_ranks, int rank)
+      : world_ranks_(std::move(world_ranks)), rank_(rank) {}
+  int rank() const override { return rank_; }
+  int size() const override { return static_cast<int>(world_ranks_.size()); }
+  const std::vector<int>& world_ranks() const override { return world_ranks_; }
+  std::string library() const override { return "none"; }
+  void AllReduce(float*, int64_t, ReduceOp) override { Unexpected(); }
+  void AllGather(const float*, float*, int64_t) override { Unexpected(); }
+  void ReduceScatter(const float*, float*, int64_t) override { Unexpected(); }
+  void AllToAll(const float*, float*, int64_t) override { Unexpected(); }
+  void Broadcast(float*, int64_t, int) override { Unexpected(); }
+  void Barrier() override { Unexpected(); }
+  std::unique_ptr<CommRequest> AllReduceAsync(float*, int64_t) override { return Unexpected(); }
+  std::unique_ptr<CommRequest> AllGatherAsync(const float*, float*, int64_t) override {
+    return Unexpected();
+  }
+  std::unique_ptr<CommRequest> ReduceScatterAsync(const float*, float*, int64_t) override {
+    return Unexpected();
+  }
+  std::unique_ptr<CommRequest> Isend(const float*, int64_t, int) override { return Unexpected(); }
+  std::unique_ptr<CommRequest> Irecv(float*, int64_t, int) override { return Unexpected(); }
+
+ private:
+  static std::unique_ptr<CommRequest> Unexpected() {
+    ORRERY_CHECK(false) << "a placeholder communicator cannot transfer data";
+    return nullptr;
+  }
+  std::vector<int> world_ranks_;
+  int rank_ = 0;
+};
+
 // The activations of one (micro-batch, chunk) between its forward and its
 // backward: the received input and each unit's output but the head's.
 struct LiveActivations {
@@ -148,6 +311,11 @@ class Trainer {
   OpRecorder& recorder() { return recorder_; }
   // Rank 0: full tensor name → values (collective).
   std::map<std::string, std::vector<float>> GatherParameters();
+  // This rank's placement of its state (runtime.h).
+  const TrainerLayout& layout() const { return layout_; }
+  TrainerState ExportState(int64_t step);
+  // The state's step count is the caller's to keep.
+  Status ImportState(const TrainerState& state);
 
  private:
   Result<std::unique_ptr<Communicator>> Make(const std::vector<int>& group) {
@@ -204,6 +372,7 @@ class Trainer {
   int head_unit_ = -1, embedding_unit_ = -1;
   double gradient_square_sum_ = 0;
   int current_micro_batch_ = 0;
+  TrainerLayout layout_;
 };
 
 Status Trainer::Setup() {
@@ -216,12 +385,13 @@ Status Trainer::Setup() {
   zero_ = l.zero_stage;
   sequence_parallel_ = l.sequence_parallel;
   const int rank = world_.rank();
-  auto [tp_group, tp_rank] = GroupOf(workload::RankGroups(plan_, 0, ParallelDim::kTp), rank);
-  auto [dp_group, dp_rank] = GroupOf(workload::RankGroups(plan_, 0, ParallelDim::kDp), rank);
-  auto [pp_group, stage] = GroupOf(workload::RankGroups(plan_, 0, ParallelDim::kPp), rank);
-  tp_rank_ = tp_rank;
-  dp_rank_ = dp_rank;
-  stage_ = stage;
+  const Coordinates coordinates = CoordinatesOf(plan_, rank);
+  const std::vector<int>& tp_group = coordinates.tp_group;
+  const std::vector<int>& dp_group = coordinates.dp_group;
+  const std::vector<int>& pp_group = coordinates.pp_group;
+  tp_rank_ = coordinates.tp_rank;
+  dp_rank_ = coordinates.dp_rank;
+  stage_ = coordinates.stage;
   // Every rank makes the communicators in the same order (MakeCommunicator
   // is collective over the world).
   ORRERY_ASSIGN_OR_RETURN(tp_, Make(tp_group));
@@ -237,6 +407,9 @@ Status Trainer::Setup() {
   }
   BuildUnits();
   AllocateParameters();
+  std::vector<SpacePlacement> placement;
+  for (const Space& s : spaces_) placement.push_back({s.size, s.shard, s.units});
+  layout_ = MakeLayout(rank, coordinates, dp_size_, zero_, units_, placement);
   return Status::Ok();
 }
 
@@ -247,69 +420,23 @@ void Trainer::BuildUnits() {
   context.tp = tp_.get();
   context.sequence_parallel = sequence_parallel_;
   context.recorder = &recorder_;
-  const std::vector<std::pair<int, int>> ranges = workload::ChunkLayerRanges(plan_);
-  chunk_units_.assign(static_cast<size_t>(vpp_), {});
-  for (int c = 0; c < vpp_; ++c) {
-    auto add = [&](std::unique_ptr<ModelUnit> unit) {
-      UnitSlot slot;
-      slot.count = unit->parameter_count();
-      slot.unit = std::move(unit);
-      slot.chunk = c;
-      chunk_units_[static_cast<size_t>(c)].push_back(static_cast<int>(units_.size()));
-      units_.push_back(std::move(slot));
-    };
-    if (stage_ == 0 && c == 0) {
-      embedding_unit_ = static_cast<int>(units_.size());
-      add(MakeEmbedding(context));
-    }
-    const auto [first, count] = ranges[static_cast<size_t>(stage_ * vpp_ + c)];
-    for (int layer = first; layer < first + count; ++layer) {
-      add(MakeBlock(context, layer, plan_.layers[static_cast<size_t>(layer)].recompute));
-    }
-    if (stage_ == pp_size_ - 1 && c == vpp_ - 1) {
-      head_unit_ = static_cast<int>(units_.size());
-      add(MakeHead(context));
-    }
-  }
+  StageUnits built = BuildStageUnits(context, plan_, stage_, pp_size_, vpp_);
+  units_ = std::move(built.units);
+  chunk_units_ = std::move(built.chunk_units);
+  embedding_unit_ = built.embedding_unit;
+  head_unit_ = built.head_unit;
 }
 
 void Trainer::AllocateParameters() {
-  // Units in backward order: the last chunk's last unit first.
-  std::vector<int> backward_order;
-  for (int c = vpp_ - 1; c >= 0; --c) {
-    const std::vector<int>& us = chunk_units_[static_cast<size_t>(c)];
-    backward_order.insert(backward_order.end(), us.rbegin(), us.rend());
-  }
-  const int64_t dp = dp_size_;
-  if (zero_ <= 1) {
-    // Megatron-LM's DDP buckets: runs of units in backward order of at
-    // least bucket_size parameters, default max(4·10⁷, 10⁶·dp)
-    // (megatron/core/distributed/distributed_data_parallel.py).
-    const int64_t bucket = options_.bucket_parameters > 0
-                               ? options_.bucket_parameters
-                               : std::max<int64_t>(40'000'000, 1'000'000 * dp);
-    for (int u : backward_order) {
-      if (spaces_.empty() || spaces_.back().size >= bucket) spaces_.emplace_back();
-      Space& s = spaces_.back();
-      UnitSlot& slot = units_[static_cast<size_t>(u)];
-      slot.space = static_cast<int>(spaces_.size()) - 1;
-      slot.offset = s.size;
-      s.size += slot.count;
-      s.units.push_back(u);
-    }
-  } else {
-    for (int u : backward_order) {
-      Space& s = spaces_.emplace_back();
-      UnitSlot& slot = units_[static_cast<size_t>(u)];
-      slot.space = static_cast<int>(spaces_.size()) - 1;
-      slot.offset = 0;
-      s.size = slot.count;
-      s.units.push_back(u);
-    }
+  const std::vector<SpacePlacement> placement =
+      PlaceUnits(units_, chunk_units_, zero_, dp_size_, options_.bucket_parameters);
+  spaces_.resize(placement.size());
+  for (size_t i = 0; i < placement.size(); ++i) {
+    spaces_[i].size = placement[i].size;
+    spaces_[i].shard = placement[i].shard;
+    spaces_[i].units = placement[i].units;
   }
   for (Space& s : spaces_) {
-    if (zero_ >= 1) s.size = RoundUp(std::max<int64_t>(s.size, 1), dp);
-    s.shard = zero_ >= 1 ? s.size / dp : s.size;
     if (zero_ <= 2) {
       s.params = DeviceArray<float>(backend_, s.size);
       backend_.Fill(s.params.data(), s.size, 0.0f);
@@ -852,6 +979,54 @@ std::map<std::string, std::vector<float>> Trainer::GatherParameters() {
   return out;
 }
 
+TrainerState Trainer::ExportState(int64_t step) {
+  TrainerState state;
+  state.step = step;
+  for (const Space& s : spaces_) {
+    SpaceState& out = state.spaces.emplace_back();
+    const DeviceArray<float>& params = zero_ == 3 ? s.param_shard : s.params;
+    out.params.resize(static_cast<size_t>(params.size()));
+    out.adam_m.resize(static_cast<size_t>(s.adam_m.size()));
+    out.adam_v.resize(static_cast<size_t>(s.adam_v.size()));
+    backend_.CopyToHost(params.data(), out.params.data(), params.bytes());
+    backend_.CopyToHost(s.adam_m.data(), out.adam_m.data(), s.adam_m.bytes());
+    backend_.CopyToHost(s.adam_v.data(), out.adam_v.data(), s.adam_v.bytes());
+  }
+  backend_.Synchronize();
+  return state;
+}
+
+Status Trainer::ImportState(const TrainerState& state) {
+  if (state.spaces.size() != spaces_.size()) {
+    return InvalidArgumentError("trainer state: " + std::to_string(state.spaces.size()) +
+                                " spaces, the layout of rank " + std::to_string(world_.rank()) +
+                                " has " + std::to_string(spaces_.size()));
+  }
+  for (size_t i = 0; i < spaces_.size(); ++i) {
+    Space& s = spaces_[i];
+    const SpaceState& in = state.spaces[i];
+    DeviceArray<float>& params = zero_ == 3 ? s.param_shard : s.params;
+    const std::pair<const char*, std::pair<const std::vector<float>*, DeviceArray<float>*>>
+        buffers[] = {{"params", {&in.params, &params}},
+                     {"adam_m", {&in.adam_m, &s.adam_m}},
+                     {"adam_v", {&in.adam_v, &s.adam_v}}};
+    for (const auto& [name, pair] : buffers) {
+      if (static_cast<int64_t>(pair.first->size()) != pair.second->size()) {
+        return InvalidArgumentError("trainer state: spaces[" + std::to_string(i) + "]." + name +
+                                    " has " + std::to_string(pair.first->size()) +
+                                    " elements, the layout of rank " +
+                                    std::to_string(world_.rank()) + " has " +
+                                    std::to_string(pair.second->size()));
+      }
+    }
+    for (const auto& [name, pair] : buffers) {
+      backend_.CopyFromHost(pair.first->data(), pair.second->data(), pair.second->bytes());
+    }
+  }
+  backend_.Synchronize();
+  return Status::Ok();
+}
+
 double Median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -1046,6 +1221,116 @@ Result<ExecutionResult> RunTraining(MpiWorld& world, const workload::ModelSpec& 
     trace.ops.insert(trace.ops.end(), parsed->begin(), parsed->end());
   }
   return result;
+}
+
+int64_t TrainerLayout::ParameterElements(int space) const {
+  const StateSpace& s = spaces[static_cast<size_t>(space)];
+  return zero_stage == 3 ? s.shard : s.size;
+}
+
+int64_t TrainerLayout::MomentElements(int space) const {
+  const StateSpace& s = spaces[static_cast<size_t>(space)];
+  return zero_stage >= 1 ? s.shard : s.size;
+}
+
+int64_t TrainerLayout::ParameterBegin(int space) const {
+  return zero_stage == 3 ? dp_rank * spaces[static_cast<size_t>(space)].shard : 0;
+}
+
+int64_t TrainerLayout::MomentBegin(int space) const {
+  return zero_stage >= 1 ? dp_rank * spaces[static_cast<size_t>(space)].shard : 0;
+}
+
+Result<TrainerLayout> TrainerStateLayout(const workload::ModelSpec& model,
+                                         const workload::Plan& plan,
+                                         const ExecuteOptions& options, int world_size,
+                                         int rank) {
+  ORRERY_RETURN_IF_ERROR(CheckExecutable(model, plan, world_size));
+  if (rank < 0 || rank >= world_size) {
+    return InvalidArgumentError("rank " + std::to_string(rank) + " is not in a job of " +
+                                std::to_string(world_size) + " ranks");
+  }
+  const workload::LayerStrategy& l = plan.layers.front();
+  const int vpp = plan.schedule == workload::PipelineSchedule::kInterleaved ? plan.vpp : 1;
+  const Coordinates coordinates = CoordinatesOf(plan, rank);
+  // The units only keep the backend for the math; building them touches
+  // no memory.
+  ORRERY_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, MakeBackend(BackendKind::kCpu, 0));
+  PlaceholderCommunicator tp(coordinates.tp_group, coordinates.tp_rank);
+  UnitContext context;
+  context.model = &model;
+  context.backend = backend.get();
+  context.tp = &tp;
+  context.sequence_parallel = l.sequence_parallel;
+  StageUnits built = BuildStageUnits(context, plan, coordinates.stage, plan.pp, vpp);
+  const std::vector<SpacePlacement> placement =
+      PlaceUnits(built.units, built.chunk_units, l.zero_stage, l.dp, options.bucket_parameters);
+  return MakeLayout(rank, coordinates, l.dp, l.zero_stage, built.units, placement);
+}
+
+struct TrainingSession::Impl {
+  MpiWorld* world = nullptr;
+  workload::ModelSpec model;
+  workload::Plan plan;
+  ExecuteOptions options;
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<Trainer> trainer;
+  int64_t steps_done = 0;
+};
+
+TrainingSession::TrainingSession(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+TrainingSession::~TrainingSession() = default;
+
+Result<std::unique_ptr<TrainingSession>> TrainingSession::Start(MpiWorld& world,
+                                                                const workload::ModelSpec& model,
+                                                                const workload::Plan& plan,
+                                                                const ExecuteOptions& options) {
+  ORRERY_RETURN_IF_ERROR(CheckExecutable(model, plan, world.size()));
+  Result<std::unique_ptr<Backend>> made = MakeBackend(options.backend, world.local_rank());
+  ORRERY_RETURN_IF_ERROR(world.AgreeOnStatus(made.status()));
+  auto impl = std::make_unique<Impl>();
+  impl->world = &world;
+  impl->model = model;
+  impl->plan = plan;
+  impl->options = options;
+  impl->backend = std::move(*made);
+  // The trainer keeps references to the model, plan and options: those of
+  // the Impl, whose address does not change.
+  impl->trainer =
+      std::make_unique<Trainer>(world, impl->model, impl->plan, impl->options, *impl->backend);
+  Status setup = impl->trainer->Setup();
+  if (!setup.ok()) world.Fail(setup);
+  return std::unique_ptr<TrainingSession>(new TrainingSession(std::move(impl)));
+}
+
+TrainingSession::StepResult TrainingSession::Step() {
+  Impl& i = *impl_;
+  const double loss = i.trainer->Step(static_cast<int>(i.steps_done));
+  ++i.steps_done;
+  StepResult result;
+  result.loss = i.world->AllReduceSum(loss);
+  result.grad_norm = std::sqrt(i.world->AllReduceSum(i.trainer->gradient_square_sum()));
+  return result;
+}
+
+int64_t TrainingSession::steps_done() const { return impl_->steps_done; }
+
+const TrainerLayout& TrainingSession::layout() const { return impl_->trainer->layout(); }
+
+Backend& TrainingSession::backend() { return *impl_->backend; }
+
+TrainerState TrainingSession::ExportState() {
+  return impl_->trainer->ExportState(impl_->steps_done);
+}
+
+Status TrainingSession::ImportState(const TrainerState& state) {
+  if (state.step < 0) {
+    return InvalidArgumentError("trainer state: step " + std::to_string(state.step) +
+                                " is negative");
+  }
+  ORRERY_RETURN_IF_ERROR(impl_->trainer->ImportState(state));
+  impl_->steps_done = state.step;
+  return Status::Ok();
 }
 
 }  // namespace orrery::exec

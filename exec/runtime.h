@@ -36,12 +36,14 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "core/status.h"
 #include "exec/backend.h"
+#include "exec/gpt_model.h"
 #include "exec/mpi_world.h"
 #include "traces/execution_trace.h"
 #include "workload/model_spec.h"
@@ -96,6 +98,117 @@ struct ExecutionResult {  // filled on rank 0; other ranks get an empty one
 // failure during the run aborts the job (MpiWorld::Fail).
 Result<ExecutionResult> RunTraining(MpiWorld& world, const workload::ModelSpec& model,
                                     const workload::Plan& plan, const ExecuteOptions& options);
+
+// ---- Training state, exported and imported for re-sharding between plans
+// (exec/reshard.h). --------------------------------------------------------
+
+// Where one rank of a plan keeps its training state: the Trainer's own
+// placement (RunTraining and TrainingSession use it), exposed so that the
+// state of one plan can be moved to another. The units of the rank's
+// stage are placed in spaces — runs of units reduced, sharded and updated
+// as one: a data-parallel bucket of units in backward order (ZeRO 0/1),
+// one unit (ZeRO 2/3). A space is a flat buffer of `size` elements, its
+// units back to back at their offsets (padded with zeros to a multiple of
+// dp under ZeRO >= 1), and this rank's shard of it is
+// [dp_rank·shard, (dp_rank + 1)·shard). A rank keeps, per space:
+//   parameters  the whole space (ZeRO 0, 1, 2) or its shard (ZeRO 3);
+//   Adam m, v   the whole space (ZeRO 0) or its shard (ZeRO 1, 2, 3).
+struct StateUnit {
+  std::string name;      // "embedding", "layers.3", "head"
+  int64_t offset = 0;    // of the unit in its space
+  std::vector<ParameterShard> parameters;  // offsets within the unit
+};
+
+struct StateSpace {
+  int64_t size = 0;   // elements, padding included
+  int64_t shard = 0;  // size / dp under ZeRO >= 1, else size
+  std::vector<StateUnit> units;
+};
+
+struct TrainerLayout {
+  int rank = 0;
+  int tp_rank = 0;
+  int dp_rank = 0;
+  int stage = 0;
+  int dp = 1;
+  int zero_stage = 0;
+  std::vector<StateSpace> spaces;
+
+  // Elements of space i's parameter and moment buffers on this rank, and
+  // the first element of the space each holds.
+  int64_t ParameterElements(int space) const;
+  int64_t MomentElements(int space) const;
+  int64_t ParameterBegin(int space) const;
+  int64_t MomentBegin(int space) const;
+};
+
+// The layout rank `rank` of a `world_size`-rank job has under `plan` —
+// computed by the code that places a Trainer's state (the units' own
+// ParameterShards and the Trainer's spaces), without an MPI job.
+// options.bucket_parameters is the only option it reads. Errors:
+// CheckExecutable's; InvalidArgument when rank is not in [0, world_size).
+Result<TrainerLayout> TrainerStateLayout(const workload::ModelSpec& model,
+                                         const workload::Plan& plan,
+                                         const ExecuteOptions& options, int world_size, int rank);
+
+// One rank's training state in host memory, in its TrainerLayout's order.
+struct SpaceState {
+  std::vector<float> params;  // ParameterElements(space)
+  std::vector<float> adam_m;  // MomentElements(space)
+  std::vector<float> adam_v;
+};
+
+struct TrainerState {
+  int64_t step = 0;  // AdamW steps taken (the next step's bias correction uses step + 1)
+  std::vector<SpaceState> spaces;
+};
+
+// A training run stepped by the caller, whose state can be exported after
+// any step and imported into a run of another plan over the same ranks —
+// how `orrery execute --phases` switches plans (exec/reshard.h moves the
+// state between the two layouts). It trains exactly as RunTraining does
+// (same data, same math), without timing or tracing.
+//
+// Thread-safety: every rank calls each method collectively, from one thread.
+class TrainingSession {
+ public:
+  // Sets up the plan's communicators, units and parameters, initialized
+  // from options.seed as RunTraining's. Collective. Errors before anything
+  // starts (CheckExecutable, the backend) are returned on every rank.
+  static Result<std::unique_ptr<TrainingSession>> Start(MpiWorld& world,
+                                                       const workload::ModelSpec& model,
+                                                       const workload::Plan& plan,
+                                                       const ExecuteOptions& options);
+  ~TrainingSession();
+  TrainingSession(const TrainingSession&) = delete;
+  TrainingSession& operator=(const TrainingSession&) = delete;
+
+  struct StepResult {
+    double loss = 0;       // of the global batch, on every rank
+    double grad_norm = 0;  // as ExecutionResult::grad_norms
+  };
+  // Runs training step steps_done() (its data and its AdamW bias
+  // correction follow from that index) on every rank. Collective.
+  StepResult Step();
+  int64_t steps_done() const;
+
+  // This rank's layout: equal to TrainerStateLayout for its plan and rank.
+  const TrainerLayout& layout() const;
+  Backend& backend();
+
+  // A host copy of this rank's parameters, Adam moments and step count.
+  TrainerState ExportState();
+  // Replaces this rank's state by `state` (parameters, moments, step
+  // count; padding elements should be zero). InvalidArgument naming the
+  // space and the buffer when a size differs from layout()'s. Not
+  // collective: ranks import independently.
+  Status ImportState(const TrainerState& state);
+
+ private:
+  struct Impl;
+  explicit TrainingSession(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace orrery::exec
 

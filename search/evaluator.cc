@@ -103,6 +103,8 @@ Result<Evaluator> Evaluator::Create(const SearchRequest& request) {
     }
     evaluator.budget_ = capacity - request.graph.memory.reserve;
   }
+  evaluator.analytical_options_.graph = req->graph;
+  evaluator.analytical_options_.overlap_slowdown = req->overlap_slowdown;
   evaluator.request_ = std::move(req);
   evaluator.analytical_ = std::make_shared<const sim::AnalyticalModel>(std::move(model));
   return evaluator;
@@ -114,11 +116,9 @@ Result<Evaluation> Evaluator::Score(const workload::Plan& plan) const {
 }
 
 Result<Evaluation> Evaluator::ScoreValidated(const workload::Plan& plan) const {
-  sim::AnalyticalOptions options;
-  options.graph = request_->graph;
-  options.overlap_slowdown = request_->overlap_slowdown;
-  ORRERY_ASSIGN_OR_RETURN(const sim::AnalyticalEstimate estimate,
-                          analytical_->EstimateValidated(request_->model, plan, options));
+  ORRERY_ASSIGN_OR_RETURN(
+      const sim::AnalyticalEstimate estimate,
+      analytical_->EstimateValidated(request_->model, plan, analytical_options_));
   return FromEstimate(estimate, budget_);
 }
 
@@ -215,10 +215,25 @@ Result<SearchResult> RunSearch(const SearchRequest& request, std::string_view al
   ORRERY_RETURN_IF_ERROR(algo->Run(evaluator, progress, &result));
   result.search_time_s = SecondsSince(start);
 
+  const size_t want = static_cast<size_t>(std::max(1, request.top_k));
+  if (!request.rescore_with_simulator) {
+    // The algorithm's order (SortAndTruncate's), the first `want` that fit.
+    std::vector<Candidate> candidates = std::move(result.plans);
+    result.plans.clear();
+    for (Candidate& c : candidates) {
+      if (result.plans.size() >= want) break;
+      if (!c.analytical.fits) {
+        ++result.pruned[PruneReason::kMemory];
+        continue;
+      }
+      result.plans.push_back(std::move(c));
+    }
+    return result;
+  }
+
   // Re-score with the event simulator, top_k at a time, until top_k plans
   // fit by its accounting or the candidates run out.
   const auto rescore_start = std::chrono::steady_clock::now();
-  const size_t want = static_cast<size_t>(std::max(1, request.top_k));
   std::vector<Candidate> candidates = std::move(result.plans);
   result.plans.clear();
   std::vector<Candidate> kept;

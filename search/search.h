@@ -87,6 +87,12 @@ struct SearchRequest {
   // overlap slowdown σ both the estimate and the simulation apply.
   std::shared_ptr<const costmodel::Calibration> calibration;
   double overlap_slowdown = 0.0;
+  // Whether RunSearch re-scores the best top_k with the event simulator.
+  // false: the algorithm's best by analytical score are the answer (the
+  // first top_k that fit the budget), with no simulation — what capacity
+  // sweeps use (search/capacity.h), since simulating a plan on 16,384
+  // devices takes minutes where the search takes seconds.
+  bool rescore_with_simulator = true;
 };
 
 struct Evaluation {
@@ -136,6 +142,9 @@ class Evaluator {
   Evaluator() = default;
   std::shared_ptr<const SearchRequest> request_;
   std::shared_ptr<const sim::AnalyticalModel> analytical_;
+  // The estimate's options, built once from the request (ScoreValidated
+  // is the search's hot path).
+  sim::AnalyticalOptions analytical_options_;
   Bytes budget_;
 };
 
@@ -200,7 +209,9 @@ Result<std::unique_ptr<SearchAlgorithm>> MakeSearchAlgorithm(std::string_view na
 // Runs `algorithm` on `request`, then re-scores its best request.top_k
 // plans with the event simulator (in parallel), drops those that do not
 // fit by the simulator's accounting (counted as kMemory), and orders them
-// as the header says.
+// as the header says. With request.rescore_with_simulator false it keeps
+// the algorithm's first top_k plans that fit by the analytical score, in
+// its order, unsimulated (rescore_time_s 0).
 Result<SearchResult> RunSearch(const SearchRequest& request, std::string_view algorithm,
                                const ProgressFn& progress = {});
 

@@ -177,11 +177,15 @@ FootprintId CollectiveFlows::AddFootprint(std::vector<int> key, std::span<const 
   std::sort(footprint.links.begin(), footprint.links.end(),
             [](LinkId a, LinkId b) { return a.value() < b.value(); });
   int64_t lone_rate = footprint.links.empty() ? 0 : SharingProblem::kUnbounded;
+  int64_t nominal_lone_rate = lone_rate;
   for (const LinkId link : footprint.links) {
     const uint32_t weight = weight_by_link_[link.value()];
     footprint.weights.push_back(weight);
     lone_rate = std::min(lone_rate,
                          network.link(link).capacity_bytes_per_s / static_cast<int64_t>(weight));
+    nominal_lone_rate =
+        std::min(nominal_lone_rate,
+                 network_->NominalCapacityBytesPerS(link) / static_cast<int64_t>(weight));
   }
   footprint.group = group;
   footprint.group_size = group_size;
@@ -189,6 +193,7 @@ FootprintId CollectiveFlows::AddFootprint(std::vector<int> key, std::span<const 
   footprints_.push_back(std::move(footprint));
   path_latency_.push_back(longest);
   lone_rate_.push_back(lone_rate);
+  nominal_lone_rate_.push_back(nominal_lone_rate);
   by_key_.emplace(std::move(key), id);
   return id;
 }
@@ -230,9 +235,9 @@ Result<CoflowSpec> CollectiveFlows::Collective(FootprintId footprint, costmodel:
       // Nothing crosses a link, or nothing adds time to the latency.
       coflow.latency = total;
     } else {
-      // The most the footprint carries alone in `transfer`.
-      const __int128 carried =
-          static_cast<__int128>(lone_rate_[footprint]) * transfer.picos() / kPicosPerSecond;
+      // The most the footprint carries alone in `transfer` on healthy links.
+      const __int128 carried = static_cast<__int128>(nominal_lone_rate_[footprint]) *
+                               transfer.picos() / kPicosPerSecond;
       const __int128 moved = std::min<__int128>(progress.count(), carried);
       coflow.progress_bytes = Bytes(static_cast<int64_t>(moved));
       coflow.latency = latency;

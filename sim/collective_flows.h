@@ -40,6 +40,13 @@
 // its latency the longest pair's route latency, its cap none — see
 // Transfer().
 //
+// Degraded links (sim/faults.h). T is the cost model's time on healthy
+// links, so the lowering of W above uses the footprint's nominal rate
+// (TopologyNetwork::NominalCapacityBytesPerS): a link degraded below the
+// cap then slows the coflow (its lone rate, and so its uncontended time,
+// uses the degraded capacities) instead of lowering W. Without degraded
+// links the two rates are the same.
+//
 // What this approximates. The footprint of a ring stands for any NCCL
 // algorithm's under contention (tree and NVLS cross the same NICs and
 // NVSwitch ports as the ring, in other proportions); lock-step groups share
@@ -149,6 +156,7 @@ class CollectiveFlows {
   // (0 for an empty footprint).
   std::vector<Duration> path_latency_;
   std::vector<int64_t> lone_rate_;
+  std::vector<int64_t> nominal_lone_rate_;  // the same on healthy capacities
   // Scratch of AddFootprint: weight by sim link, routes.
   std::vector<uint32_t> weight_by_link_;
   std::vector<LinkId> route_;

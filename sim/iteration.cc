@@ -1,6 +1,7 @@
 #include "sim/iteration.h"
 
 #include <algorithm>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -52,7 +53,17 @@ Result<IterationReport> SimulateIteration(const workload::ModelSpec& model,
     graph_options.optimizer_time_per_parameter = calibration->optimizer_time_per_parameter;
   }
   ORRERY_ASSIGN_OR_RETURN(topology::Topology topo, topology::Topology::Build(cluster));
-  const TopologyNetwork network(&topo);
+  // Faults (sim/faults.h): degraded links divide their sim links' capacity
+  // here; slow devices slow their lanes in the replay below.
+  ORRERY_RETURN_IF_ERROR(
+      CheckFaults(options.faults, topo).WithContext("cluster " + cluster.name));
+  std::vector<LinkDegradation> degraded;
+  for (const DegradedLink& d : options.faults.degraded_links) {
+    ORRERY_ASSIGN_OR_RETURN(const std::vector<topology::LinkId> links,
+                            ResolveDegradedLink(topo, d));
+    for (const topology::LinkId link : links) degraded.push_back({link, d.factor});
+  }
+  const TopologyNetwork network(&topo, degraded);
   CollectiveFlows flows(&network, &collectives);
 
   ORRERY_ASSIGN_OR_RETURN(TrainingGraph built,
@@ -61,6 +72,20 @@ Result<IterationReport> SimulateIteration(const workload::ModelSpec& model,
   replay_options.free_communication = options.free_communication;
   replay_options.overlap_slowdown = options.overlap_slowdown;
   replay_options.record_spans = trace != nullptr;
+  // A slow rank slows its whole lane: the lane is its tensor-parallel group
+  // (sim/task_graph.h), whose per-layer collectives make every member wait
+  // for the slowest, so the group runs at the slow rank's pace.
+  if (!options.faults.slow_devices.empty()) {
+    replay_options.compute_factor.assign(built.graph.num_lanes(), 1.0);
+    for (const SlowDevice& s : options.faults.slow_devices) {
+      const LaneId lane = built.graph.LaneOfRank(s.rank);
+      if (lane < 0) {
+        return InvalidArgumentError("slow device \"" + SlowDeviceText(s) + "\": rank " +
+                                    std::to_string(s.rank) + " is not one of the plan's ranks");
+      }
+      replay_options.compute_factor[static_cast<size_t>(lane)] *= s.factor;
+    }
+  }
   ORRERY_ASSIGN_OR_RETURN(ReplayResult replay,
                           Replay(built.graph, options.free_communication ? nullptr : &flows,
                                  options.free_communication ? nullptr : &network,
@@ -105,9 +130,13 @@ Result<IterationReport> SimulateIteration(const workload::ModelSpec& model,
     }
     stage.first_layer = ChunkLayerRanges(plan)[static_cast<size_t>(s * built.costs.vpp)].first;
     bool have = false;
-    for (LaneId lane : lanes) {
-      const LaneTimes& t = replay.lanes[static_cast<size_t>(lane)];
-      if (!have || t.end > stage.times.end) stage.times = t;
+    size_t stage_bound = 0;  // the index in `lanes` of the stage's lane that ends last
+    for (size_t i = 0; i < lanes.size(); ++i) {
+      const LaneTimes& t = replay.lanes[static_cast<size_t>(lanes[i])];
+      if (!have || t.end > stage.times.end) {
+        stage.times = t;
+        stage_bound = i;
+      }
       have = true;
       stage.peak_memory = std::max(stage.peak_memory, t.peak_memory);
     }
@@ -116,6 +145,8 @@ Result<IterationReport> SimulateIteration(const workload::ModelSpec& model,
     if (stage.times.end > latest) {
       latest = stage.times.end;
       report.bound_stage = s;
+      report.bound_replica = static_cast<int>(stage_bound);
+      report.bound_ranks = built.graph.lane(lanes[stage_bound]).ranks;
       report.breakdown = stage.times;
     }
     report.stages.push_back(std::move(stage));

@@ -64,7 +64,11 @@ struct IterationOptions {
   // from the calibration, cli/sim_options.h).
   std::shared_ptr<const costmodel::Calibration> calibration;
   TrainingGraphOptions graph;
-  // A slow device, a degraded link (sim/faults.h); empty: none.
+  // Slow devices and degraded links (sim/faults.h); empty: none. A slow
+  // rank multiplies the compute task durations of its lane (its whole
+  // tensor-parallel group, which waits for it every layer); a degraded
+  // link divides its sim link's capacity. Checked against the cluster
+  // (CheckFaults): InvalidArgument / NotFound, with the cluster's name.
   Faults faults;
 };
 
@@ -100,6 +104,8 @@ struct IterationReport {
   Bytes p2p_bytes;                     // one pipeline send from one rank
   std::vector<StageReport> stages;
   int bound_stage = 0;                 // the stage of the lane that ends last
+  int bound_replica = 0;               // that lane's index among its stage's lanes
+  std::vector<int> bound_ranks{};      // that lane's ranks (its tp group)
   LaneTimes breakdown;                 // that lane's accounting
   Bytes peak_memory;                   // worst lane
   Bytes memory_capacity;               // of one device

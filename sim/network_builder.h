@@ -7,6 +7,12 @@
 // Links are added in topology order, so today sim id == topology id; callers
 // should still go through ToSim / Route rather than rely on it.
 //
+// Degraded links (sim/faults.h): a topology link given with a factor f
+// becomes a sim link of capacity bandwidth / f (the factors of a link named
+// more than once multiply); NominalCapacityBytesPerS keeps what it would
+// carry healthy, for the collective model's rate caps
+// (sim/collective_flows.h).
+//
 // Usage:
 //   ORRERY_ASSIGN_OR_RETURN(topology::Topology topo, topology::Topology::Build(spec));
 //   sim::TopologyNetwork net(&topo);
@@ -18,6 +24,8 @@
 #ifndef ORRERY_SIM_NETWORK_BUILDER_H_
 #define ORRERY_SIM_NETWORK_BUILDER_H_
 
+#include <cstdint>
+#include <span>
 #include <vector>
 
 #include "sim/network.h"
@@ -25,10 +33,19 @@
 
 namespace orrery::sim {
 
+// A topology link whose capacity the network divides by `factor`.
+struct LinkDegradation {
+  topology::LinkId link;
+  double factor = 1.0;  // >= 1
+};
+
 class TopologyNetwork {
  public:
-  // Builds the network of `topology`, which must outlive this object.
-  explicit TopologyNetwork(const topology::Topology* topology);
+  // Builds the network of `topology`, which must outlive this object, with
+  // the capacities of `degraded` divided by their factors.
+  // REQUIRES: each link of the topology; each factor finite and >= 1.
+  explicit TopologyNetwork(const topology::Topology* topology,
+                           std::span<const LinkDegradation> degraded = {});
   TopologyNetwork(const TopologyNetwork&) = delete;
   TopologyNetwork& operator=(const TopologyNetwork&) = delete;
 
@@ -39,6 +56,12 @@ class TopologyNetwork {
   // REQUIRES: the id names a link of the topology / of network().
   LinkId ToSim(topology::LinkId id) const;
   topology::LinkId ToTopology(LinkId id) const;
+
+  // The capacity of sim link `id` before any degradation, in integer bytes
+  // per second rounded as Network::AddLink rounds; equal to
+  // network().link(id).capacity_bytes_per_s for a healthy link.
+  // REQUIRES: id names a link of network().
+  int64_t NominalCapacityBytesPerS(LinkId id) const;
 
   // The sim links of Topology::Route(src, dst), in order; empty if src ==
   // dst. REQUIRES: both ranks in [0, topology().num_devices()).
@@ -54,6 +77,7 @@ class TopologyNetwork {
   Network network_;
   std::vector<LinkId> to_sim_;                  // by topology link id
   std::vector<topology::LinkId> to_topology_;   // by sim link id
+  std::vector<int64_t> nominal_capacity_;        // by sim link id
 };
 
 }  // namespace orrery::sim

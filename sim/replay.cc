@@ -175,6 +175,10 @@ class ReplayRun final : public EventHandler, public FlowObserver {
           lanes_[static_cast<size_t>(lanes.front())].dp_comm_running) {
         length = task.duration * (1.0 + options_.overlap_slowdown);
       }
+      if (!options_.compute_factor.empty()) {
+        const double factor = options_.compute_factor[static_cast<size_t>(lanes.front())];
+        if (factor != 1.0) length = length * factor;
+      }
       engine_.ScheduleAfter(length, this, static_cast<uint64_t>(id));
       return;
     }
@@ -312,6 +316,20 @@ Result<ReplayResult> Replay(const TaskGraph& graph, const CollectiveFlows* flows
   if (!(options.overlap_slowdown >= 0.0) || !std::isfinite(options.overlap_slowdown)) {
     return InvalidArgumentError("replay: overlap_slowdown must be a finite fraction >= 0, got " +
                                 std::to_string(options.overlap_slowdown));
+  }
+  if (!options.compute_factor.empty()) {
+    if (options.compute_factor.size() != graph.num_lanes()) {
+      return InvalidArgumentError("replay: " + std::to_string(options.compute_factor.size()) +
+                                  " compute factors for " + std::to_string(graph.num_lanes()) +
+                                  " lanes");
+    }
+    for (size_t l = 0; l < options.compute_factor.size(); ++l) {
+      const double f = options.compute_factor[l];
+      if (!std::isfinite(f) || !(f >= 1.0)) {
+        return InvalidArgumentError("replay: compute factor of lane " + std::to_string(l) +
+                                    " must be a finite number >= 1, got " + std::to_string(f));
+      }
+    }
   }
   if (!options.free_communication) {
     if (flows == nullptr || network == nullptr) {

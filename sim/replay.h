@@ -9,7 +9,8 @@
 // times (1 + overlap_slowdown) when, at its start, a communication task is
 // running on the lane's data-parallel stream (compute slowed by the
 // gradient reduction it overlaps: SM and memory bandwidth taken by NCCL's
-// kernels; calibratable). A ready communication task starts its coflow
+// kernels; calibratable), and times its lane's compute_factor (a slow
+// device, sim/faults.h). A ready communication task starts its coflow
 // (CollectiveFlows::Spec) and ends when the flow completes; a coflow of
 // zero progress bytes and zero latency ends at once. With free
 // communication every communication task ends the instant it starts.
@@ -65,6 +66,10 @@ struct ReplayOptions {
   double overlap_slowdown = 0.0;
   // Record every task's start and end (ReplayResult::spans).
   bool record_spans = false;
+  // By LaneId: how many times longer the lane's compute tasks take (a slow
+  // device, sim/faults.h); each finite and >= 1. Empty: 1 for every lane.
+  // A factor of 1 leaves the durations exactly as they are.
+  std::vector<double> compute_factor{};
 };
 
 struct LaneTimes {
@@ -94,8 +99,9 @@ struct ReplayResult {
 
 // Replays `graph` (finalized). `flows` names the footprints of the graph's
 // coflows and `network` their links; both may be null only with
-// free_communication. InvalidArgument when the graph is not finalized or a
-// network is missing; Internal if the replay deadlocks (a stream waits on a
+// free_communication. InvalidArgument when the graph is not finalized, a
+// network is missing or compute_factor is neither empty nor one finite
+// factor >= 1 per lane; Internal if the replay deadlocks (a stream waits on a
 // task that can never start) — a bug of the builder.
 Result<ReplayResult> Replay(const TaskGraph& graph, const CollectiveFlows* flows,
                             const TopologyNetwork* network, const ReplayOptions& options = {});

@@ -33,12 +33,6 @@ TEST(Cli, UnknownCommandExitsTwoWithOneMessage) {
   EXPECT_TRUE(run.out.empty());
 }
 
-TEST(Cli, CommandNotBuiltYetSaysSoAndExitsTwo) {
-  CliRun run = RunOrrery("capacity --model llama3-70b");
-  EXPECT_EQ(run.exit_code, 2);
-  EXPECT_NE(run.err.find("orrery capacity: not built yet"), std::string::npos);
-}
-
 // The Chrome trace at `path`: a JSON document whose traceEvents hold at least
 // one complete event of each compute kind.
 void ExpectChromeTrace(const std::string& path) {
