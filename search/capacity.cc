@@ -268,42 +268,6 @@ std::string Pad(std::string s, size_t width) {
 
 }  // namespace
 
-Result<double> ParseTokenCount(std::string_view text) {
-  std::string s(text);
-  auto bad = [&] {
-    return InvalidArgumentError("tokens: expected a positive count such as 15T, 300B or "
-                                "15e12, got '" + s + "'");
-  };
-  if (s.empty()) return bad();
-  double scale = 1;
-  switch (std::toupper(static_cast<unsigned char>(s.back()))) {
-    case 'K':
-      scale = 1e3;
-      break;
-    case 'M':
-      scale = 1e6;
-      break;
-    case 'B':
-    case 'G':
-      scale = 1e9;
-      break;
-    case 'T':
-      scale = 1e12;
-      break;
-    default:
-      break;
-  }
-  if (scale != 1) s.pop_back();
-  if (s.empty()) return bad();
-  char* end = nullptr;
-  const double v = std::strtod(s.c_str(), &end);
-  if (end != s.c_str() + s.size() || !std::isfinite(v) || !(v > 0)) {
-    s = std::string(text);
-    return bad();
-  }
-  return v * scale;
-}
-
 Result<Sweep> ParseSweep(const Json& json, const std::string& source) {
   JsonReader root(json, source);
   ORRERY_RETURN_IF_ERROR(root.ExpectObject());

@@ -55,13 +55,12 @@
 #include "search/search.h"
 #include "topology/cluster_spec.h"
 #include "workload/model_spec.h"
+#include "workload/phases.h"
 
 namespace orrery::search {
 
-// A token count: a number (15000000000000, 15e12, 1.5e13) or a number with
-// a decimal suffix K, M, B (or G), T (10^3, 10^6, 10^9, 10^12): "15T",
-// "1.5t", "300B". InvalidArgument for anything else or a value <= 0.
-Result<double> ParseTokenCount(std::string_view text);
+// A token count ("15T", "300B", 15e12): workload/phases.h's.
+using workload::ParseTokenCount;
 
 // One entry of a sweep file's "clusters" list.
 struct SweepEntry {

@@ -1,0 +1,129 @@
+// Phase-wise planning (issue #10, `orrery search --phases`, docs/phases.md):
+// the best plan of every training phase (workload/phases.h), what each
+// switch between plans costs (costmodel/reshard_cost.h), and when keeping
+// the old plan is cheaper than switching.
+//
+// Steps:
+//   1. Every phase is searched (RunSearch on the phase's cluster, global
+//      batch and sequence length): its top plans are the candidates.
+//   2. Every candidate is scored on every phase it can run in (same device
+//      count, RetargetPlan to the phase's batch and sequence, valid, within
+//      memory) with the same evaluator the search ranks by, so plans are
+//      compared on one scale. A phase's time = steps × iteration time.
+//   3. Switch costs between consecutive phases' candidates:
+//      EstimateSwitchCost of ComputeReshardTraffic, in memory or through
+//      the schedule's checkpoint storage, whichever is cheaper. A phase
+//      whose cluster differs from the previous one's must move its state
+//      (its candidates all differ from the previous ones' devices); the
+//      same plan on the same cluster costs nothing.
+//   4. A shortest path over (phase, candidate): the schedule of plans with
+//      the least total time (phases + switches). Where it keeps a plan
+//      over a phase boundary, the report says why: switching would cost
+//      more than it gains, with both numbers.
+//   5. The best single plan: the candidate with the least total time over
+//      every phase with no switch (nullopt when no candidate runs in every
+//      phase, e.g. the cluster changes), for comparison.
+//
+// Thread-safety: functions of their arguments; the searches use every core
+// through OpenMP.
+#ifndef ORRERY_SEARCH_PHASES_H_
+#define ORRERY_SEARCH_PHASES_H_
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/json.h"
+#include "core/status.h"
+#include "core/units.h"
+#include "costmodel/reshard_cost.h"
+#include "search/search.h"
+#include "topology/cluster_spec.h"
+#include "workload/model_spec.h"
+#include "workload/phases.h"
+#include "workload/plan.h"
+
+namespace orrery::search {
+
+struct PhasePlanningRequest {
+  workload::ModelSpec model;
+  topology::ClusterSpec cluster;  // phases without "cluster"/"nodes" use it
+  workload::PhaseSchedule schedule;
+  std::string algorithm = "galvatron";
+  // Per phase search: top_k candidates kept; the rest of SearchRequest's
+  // fields (budget, precision, calibration, …) come from `base`, whose
+  // model, cluster, batch and sequence are overwritten per phase.
+  SearchRequest base;
+  // Resolves a phase's "cluster"/"nodes" (default: topology::ResolveCluster
+  // of the name, then WithNodes). Tests inject their own.
+  std::function<Result<topology::ClusterSpec>(const workload::TrainingPhase&)> resolve_cluster;
+};
+
+// One candidate's score in one phase.
+struct PhaseScore {
+  bool runs = false;          // valid and within memory in this phase
+  std::string why_not;        // when !runs
+  Duration iteration_time;
+  double phase_seconds = 0;   // steps × iteration_time
+};
+
+struct PlannedPhase {
+  std::string name;
+  int64_t steps = 0;
+  double tokens = 0;
+  int devices = 0;
+  int chosen = 0;             // index into PhasePlan::candidates
+  int best = 0;               // the phase's own best candidate
+  Duration iteration_time;    // of the chosen candidate
+  double seconds = 0;
+  // The switch into this phase (nullopt for the first phase, or when the
+  // chosen plan is the previous one's: no switch).
+  std::optional<costmodel::SwitchCost> switch_in;
+  std::optional<costmodel::ReshardTraffic> traffic_in;  // summarized: see PhasePlanToJson
+  // When chosen != best: why (e.g. "keeping costs 12.3 s over the phase,
+  // switching 40.1 s").
+  std::string note;
+  double search_time_s = 0;
+};
+
+struct PhasePlan {
+  std::vector<workload::Plan> candidates;   // deduplicated, in order of first finding
+  std::vector<std::string> candidate_found_in;  // the phase that found each
+  std::vector<std::vector<PhaseScore>> scores;  // [candidate][phase]
+  std::vector<PlannedPhase> phases;
+  double total_seconds = 0;                 // phases + switches
+  double switch_seconds = 0;
+  std::optional<int> best_single;           // candidate index
+  std::optional<double> best_single_seconds;
+};
+
+// Steps 1–5. Errors: a phase's cluster that does not resolve or a search
+// error, prefixed with the phase's name; FailedPrecondition naming the
+// phase when no plan fits it.
+Result<PhasePlan> PlanPhases(const PhasePlanningRequest& request,
+                             const ProgressFn& progress = {});
+
+// Step 4 alone, for tests and other callers: the least-total path through
+// `phase_seconds[p][c]` (infinity: c cannot run in p) with
+// `switch_seconds(p, a, b)` the cost of entering phase p with candidate b
+// after a (called only for p >= 1, a != b, both finite). Returns the
+// candidate per phase. FailedPrecondition when some phase has no finite
+// candidate.
+Result<std::vector<int>> ChooseSchedule(
+    const std::vector<std::vector<double>>& phase_seconds,
+    const std::function<double(int phase, int from, int to)>& switch_seconds);
+
+// The report: text table (phase, steps, plan, iteration, phase time,
+// switch in and how, note; then total vs best single plan) and JSON.
+std::string PhasePlanToText(const PhasePlanningRequest& request, const PhasePlan& plan);
+Json PhasePlanToJson(const PhasePlanningRequest& request, const PhasePlan& plan);
+// The schedule with each phase's chosen plan filled in, for `orrery
+// execute --phases`.
+workload::PhaseSchedule ScheduleWithPlans(const PhasePlanningRequest& request,
+                                          const PhasePlan& plan);
+
+}  // namespace orrery::search
+
+#endif  // ORRERY_SEARCH_PHASES_H_
