@@ -68,6 +68,14 @@ constexpr std::string_view kDescription =
     "same family: it may run that plan on part of its devices (devices_used).\n"
     "Equal clusters are searched once.\n"
     "\n"
+    "Stragglers and faults: a top-level \"faults\" list of scenarios, e.g.\n"
+    "  \"faults\": [{\"name\": \"slow-gpu\", \"slow_device\": [\"0:1.2\"]},\n"
+    "             {\"name\": \"half-nic\", \"degrade_link\": [\"node0/nic0:2\"]}]\n"
+    "(the forms of `orrery simulate --slow-device/--degrade-link`): each point's\n"
+    "best plan is event-simulated healthy and under each scenario, and the\n"
+    "slowdown and the days at that pace are reported (CSV columns\n"
+    "fault_<name>_slowdown, fault_<name>_days).\n"
+    "\n"
     "Output: a table on stdout (--format json: the JSON), one progress line per\n"
     "search on stderr; --out DIR writes DIR/capacity.csv and DIR/capacity.json,\n"
     "only when every search succeeded. Every core is used; under\n"
@@ -175,6 +183,8 @@ Result<Inputs> ReadInputs(const po::variables_map& vm) {
       search::ParseSensitivities(vm["sensitivity"].as<std::string>());
   if (!which.ok()) return InvalidArgumentError("--" + which.status().message());
   ORRERY_ASSIGN_OR_RETURN(in.work, search::PlanCapacityWork(in.sweep, *which));
+  ORRERY_RETURN_IF_ERROR(search::CheckSweepFaults(in.sweep, in.work));
+  in.settings.faults = in.sweep.faults;
   return in;
 }
 
@@ -195,7 +205,7 @@ std::string RunJobs(const Inputs& in, const std::vector<int>& jobs, int rank, in
     }
     Json entry = Json::object();
     entry["job"] = j;
-    Result<search::CapacityOutcome> outcome = search::RunCapacityJob(in.settings, job.cluster);
+    Result<search::CapacityOutcome> outcome = search::RunCapacityJob(in.settings, job.cluster, {}, job.is_point);
     if (outcome.ok()) {
       entry["outcome"] = search::CapacityOutcomeToJson(*outcome);
       if (!IsQuiet()) {

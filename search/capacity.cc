@@ -24,9 +24,12 @@
 #include "search/search.h"
 #include "search/space.h"
 #include "sim/analytical.h"
+#include "sim/faults.h"
+#include "sim/iteration.h"
 #include "topology/cluster_spec.h"
 #include "topology/cluster_spec_json.h"
 #include "topology/presets.h"
+#include "topology/topology_graph.h"
 #include "workload/operators.h"
 #include "workload/plan.h"
 #include "workload/plan_json.h"
@@ -266,15 +269,79 @@ std::string Pad(std::string s, size_t width) {
   return s;
 }
 
+// The breakdown as the outcome and the report write it (seconds; tiers).
+Json BreakdownToJson(const BoundBreakdown& b) {
+  Json j = Json::object();
+  j["compute_s"] = b.compute;
+  j["memory_s"] = b.memory;
+  j["bubble_s"] = b.bubble;
+  j["path_comm_s"] = b.path_comm;
+  j["path_tier"] = b.path_tier;
+  j["p2p_s"] = b.p2p;
+  j["p2p_tier"] = b.p2p_tier;
+  j["dp_s"] = b.dp;
+  j["dp_tier"] = b.dp_tier;
+  return j;
+}
+
+// A list of strings (possibly empty) at `key` of `r`, each parsed by
+// `parse`; errors name the element.
+template <typename T, typename Parse>
+Result<std::vector<T>> ParseFaultList(const JsonReader& r, std::string_view key, Parse parse) {
+  std::vector<T> out;
+  if (!r.Has(key)) return out;
+  const Json& list = r.json().at(std::string(key));
+  if (!list.is_array()) return r.FieldError(key, "expected a list of strings, got " + JsonSnippet(list));
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string element = std::string(key) + "[" + std::to_string(i) + "]";
+    if (!list[i].is_string()) {
+      return r.FieldError(element, "expected a string, got " + JsonSnippet(list[i]));
+    }
+    Result<T> parsed = parse(list[i].get<std::string>());
+    if (!parsed.ok()) return r.FieldError(element, parsed.status().message());
+    out.push_back(*std::move(parsed));
+  }
+  return out;
+}
+
+Result<std::vector<FaultScenario>> ParseFaultScenarios(const JsonReader& root) {
+  ORRERY_ASSIGN_OR_RETURN(const std::vector<JsonReader> entries, root.ObjectArray("faults"));
+  std::vector<FaultScenario> scenarios;
+  std::set<std::string> names;
+  for (const JsonReader& f : entries) {
+    FaultScenario scenario;
+    ORRERY_ASSIGN_OR_RETURN(scenario.name, f.String("name"));
+    if (scenario.name.empty()) return f.FieldError("name", "expected a non-empty name");
+    for (const char c : scenario.name) {
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
+        return f.FieldError("name", "'" + scenario.name +
+                                        "': use letters, digits, '-', '_' and '.' (it names "
+                                        "CSV columns)");
+      }
+    }
+    if (!names.insert(scenario.name).second) {
+      return f.FieldError("name", "repeats the name '" + scenario.name + "' of another scenario");
+    }
+    ORRERY_ASSIGN_OR_RETURN(scenario.faults.slow_devices,
+                            ParseFaultList<sim::SlowDevice>(f, "slow_device", sim::ParseSlowDevice));
+    ORRERY_ASSIGN_OR_RETURN(
+        scenario.faults.degraded_links,
+        ParseFaultList<sim::DegradedLink>(f, "degrade_link", sim::ParseDegradedLink));
+    if (scenario.faults.empty()) {
+      return f.Error("expected at least one fault: 'slow_device' (\"RANK:FACTOR\") or "
+                     "'degrade_link' (\"LINK:FACTOR\")");
+    }
+    ORRERY_RETURN_IF_ERROR(f.RejectUnknownFields());
+    scenarios.push_back(std::move(scenario));
+  }
+  return scenarios;
+}
+
 }  // namespace
 
 Result<Sweep> ParseSweep(const Json& json, const std::string& source) {
   JsonReader root(json, source);
   ORRERY_RETURN_IF_ERROR(root.ExpectObject());
-  if (root.Has("faults")) {
-    return UnimplementedError(source + ": field 'faults': fault scenarios in a capacity sweep "
-                              "are not built yet (issue #9); remove the field");
-  }
   Sweep sweep;
   sweep.source = source;
   ORRERY_ASSIGN_OR_RETURN(std::vector<JsonReader> entries, root.ObjectArray("clusters"));
@@ -329,6 +396,9 @@ Result<Sweep> ParseSweep(const Json& json, const std::string& source) {
     }
     ORRERY_RETURN_IF_ERROR(e.RejectUnknownFields());
     sweep.entries.push_back(std::move(entry));
+  }
+  if (root.Has("faults")) {
+    ORRERY_ASSIGN_OR_RETURN(sweep.faults, ParseFaultScenarios(root));
   }
   ORRERY_RETURN_IF_ERROR(root.RejectUnknownFields());
   return sweep;
@@ -513,6 +583,23 @@ Result<CapacityWork> PlanCapacityWork(const Sweep& sweep, const Sensitivities& w
   return work;
 }
 
+Status CheckSweepFaults(const Sweep& sweep, const CapacityWork& work) {
+  if (sweep.faults.empty()) return Status::Ok();
+  for (const CapacityJob& job : work.jobs) {
+    if (!job.is_point) continue;
+    ORRERY_ASSIGN_OR_RETURN(const topology::Topology topo, topology::Topology::Build(job.cluster));
+    for (size_t i = 0; i < sweep.faults.size(); ++i) {
+      const Status s = sim::CheckFaults(sweep.faults[i].faults, topo);
+      if (!s.ok()) {
+        return InvalidArgumentError(sweep.source + ": field 'faults[" + std::to_string(i) +
+                                    "]' (" + sweep.faults[i].name + ") on " + job.label + ": " +
+                                    std::string(s.message()));
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 std::vector<int> JobsOfRank(const CapacityWork& work, int rank, int ranks) {
   std::vector<int> order(work.jobs.size());
   std::iota(order.begin(), order.end(), 0);
@@ -553,7 +640,7 @@ std::string ClassifyBound(const BoundBreakdown& b, double iteration_s, double sh
 
 Result<CapacityOutcome> RunCapacityJob(const CapacitySettings& settings,
                                        const topology::ClusterSpec& cluster,
-                                       const ProgressFn& progress) {
+                                       const ProgressFn& progress, bool with_faults) {
   const auto start = std::chrono::steady_clock::now();
   SearchRequest request;
   request.model = settings.model;
@@ -594,6 +681,31 @@ Result<CapacityOutcome> RunCapacityJob(const CapacitySettings& settings,
   out.breakdown = BreakdownOf(estimate, best.plan, settings.model, cluster);
   out.bound = ClassifyBound(out.breakdown, estimate.iteration_time.ToSeconds(),
                             settings.bound_share);
+
+  // Fault scenarios: the plan event-simulated healthy (unless the search
+  // already did) and under each, so that the slowdown compares like with
+  // like.
+  if (with_faults && !settings.faults.empty()) {
+    sim::IterationOptions sim_options;
+    sim_options.graph = request.graph;
+    sim_options.overlap_slowdown = request.overlap_slowdown;
+    Duration healthy = best.simulated.has_value() ? best.simulated->iteration_time : Duration();
+    if (!best.simulated.has_value()) {
+      if (progress) progress(-1, "simulating the best plan, healthy");
+      ORRERY_ASSIGN_OR_RETURN(
+          const sim::IterationReport report,
+          sim::SimulateIteration(settings.model, best.plan, cluster, sim_options));
+      healthy = report.iteration_time;
+    }
+    for (const FaultScenario& scenario : settings.faults) {
+      if (progress) progress(-1, "simulating the best plan under fault '" + scenario.name + "'");
+      sim_options.faults = scenario.faults;
+      Result<sim::IterationReport> report =
+          sim::SimulateIteration(settings.model, best.plan, cluster, sim_options);
+      if (!report.ok()) return report.status().WithContext("fault '" + scenario.name + "'");
+      out.faults.push_back({scenario.name, healthy, report->iteration_time});
+    }
+  }
   out.search_time_s = SecondsSince(start);
   return out;
 }
@@ -607,20 +719,17 @@ Json CapacityOutcomeToJson(const CapacityOutcome& o) {
   j["iteration_ps"] = o.iteration_time.picos();
   j["peak_memory_bytes"] = o.peak_memory.count();
   j["simulated"] = o.simulated;
-  Json b = Json::object();
-  b["compute_s"] = o.breakdown.compute;
-  b["memory_s"] = o.breakdown.memory;
-  b["bubble_s"] = o.breakdown.bubble;
-  b["path_comm_s"] = o.breakdown.path_comm;
-  b["p2p_s"] = o.breakdown.p2p;
-  b["dp_s"] = o.breakdown.dp;
-  b["path_tier"] = o.breakdown.path_tier;
-  b["p2p_tier"] = o.breakdown.p2p_tier;
-  b["dp_tier"] = o.breakdown.dp_tier;
-  j["breakdown"] = b;
+  j["breakdown"] = BreakdownToJson(o.breakdown);
   j["bound"] = o.bound;
   j["search_time_s"] = o.search_time_s;
   j["evaluated"] = o.evaluated;
+  Json faults = Json::array();
+  for (const FaultOutcome& f : o.faults) {
+    faults.push_back({{"name", f.name},
+                      {"healthy_ps", f.healthy.picos()},
+                      {"faulted_ps", f.faulted.picos()}});
+  }
+  j["faults"] = std::move(faults);
   return j;
 }
 
@@ -652,6 +761,18 @@ Result<CapacityOutcome> CapacityOutcomeFromJson(const Json& json, std::string_vi
   ORRERY_ASSIGN_OR_RETURN(o.bound, r.String("bound"));
   ORRERY_ASSIGN_OR_RETURN(o.search_time_s, r.Number("search_time_s"));
   ORRERY_ASSIGN_OR_RETURN(o.evaluated, r.Int("evaluated"));
+  if (r.Has("faults")) {
+    ORRERY_ASSIGN_OR_RETURN(const std::vector<JsonReader> faults, r.ObjectArray("faults"));
+    for (const JsonReader& f : faults) {
+      FaultOutcome fo;
+      ORRERY_ASSIGN_OR_RETURN(fo.name, f.String("name"));
+      ORRERY_ASSIGN_OR_RETURN(const int64_t healthy, f.Int("healthy_ps"));
+      ORRERY_ASSIGN_OR_RETURN(const int64_t faulted, f.Int("faulted_ps"));
+      fo.healthy = Picos(healthy);
+      fo.faulted = Picos(faulted);
+      o.faults.push_back(std::move(fo));
+    }
+  }
   return o;
 }
 
@@ -765,6 +886,22 @@ Result<std::vector<CapacityRow>> AssembleRows(const CapacitySettings& settings,
     row.days_nic_x2 = variant_days(work.uses[i].nic_x2);
     row.days_memory_x2 = variant_days(work.uses[i].memory_x2);
     row.days_devices_x2 = variant_days(work.uses[i].devices_x2);
+    for (const FaultScenario& scenario : settings.faults) {
+      CapacityRow::Fault f;
+      f.name = scenario.name;
+      if (o.found) {
+        for (const FaultOutcome& fo : o.faults) {
+          if (fo.name != scenario.name) continue;
+          f.slowdown = fo.slowdown();
+          f.days = row.figures.days * fo.slowdown();
+        }
+        if (!f.slowdown.has_value()) {
+          return InternalError("capacity: no result of fault '" + scenario.name + "' for " +
+                               own.label);
+        }
+      }
+      row.faults.push_back(std::move(f));
+    }
     rows.push_back(std::move(row));
   }
   return rows;
@@ -779,7 +916,13 @@ std::string_view CapacityCsvHeader() {
 
 std::string RowsToCsv(const std::vector<CapacityRow>& rows) {
   std::ostringstream out;
-  out << CapacityCsvHeader() << "\n";
+  out << CapacityCsvHeader();
+  if (!rows.empty()) {
+    for (const CapacityRow::Fault& f : rows.front().faults) {
+      out << ",fault_" << f.name << "_slowdown,fault_" << f.name << "_days";
+    }
+  }
+  out << "\n";
   for (const CapacityRow& r : rows) {
     auto num = [&](double v) { return r.found ? CsvNumber(v) : std::string(); };
     out << CsvField(r.name, false) << "," << CsvField(r.device, false) << "," << r.devices << ","
@@ -791,7 +934,11 @@ std::string RowsToCsv(const std::vector<CapacityRow>& rows) {
         << num(r.figures.days) << "," << num(r.figures.device_hours) << ","
         << num(r.figures.cost) << "," << num(r.figures.mfu) << "," << CsvField(r.bound, false)
         << "," << num(r.peak_memory_gib) << "," << CsvOptional(r.days_nic_x2) << ","
-        << CsvOptional(r.days_memory_x2) << "," << CsvOptional(r.days_devices_x2) << "\n";
+        << CsvOptional(r.days_memory_x2) << "," << CsvOptional(r.days_devices_x2);
+    for (const CapacityRow::Fault& f : r.faults) {
+      out << "," << CsvOptional(f.slowdown) << "," << CsvOptional(f.days);
+    }
+    out << "\n";
   }
   return out.str();
 }
@@ -836,18 +983,15 @@ Json RowsToJson(const CapacitySettings& settings, const std::vector<CapacityRow>
     p["days_nic_x2"] = opt(r.days_nic_x2);
     p["days_memory_x2"] = opt(r.days_memory_x2);
     p["days_devices_x2"] = opt(r.days_devices_x2);
+    if (!r.faults.empty()) {
+      Json faults = Json::array();
+      for (const CapacityRow::Fault& f : r.faults) {
+        faults.push_back({{"name", f.name}, {"slowdown", opt(f.slowdown)}, {"days", opt(f.days)}});
+      }
+      p["faults"] = std::move(faults);
+    }
     if (r.found) {
-      Json b = Json::object();
-      b["compute_s"] = r.breakdown.compute;
-      b["memory_s"] = r.breakdown.memory;
-      b["bubble_s"] = r.breakdown.bubble;
-      b["path_comm_s"] = r.breakdown.path_comm;
-      b["path_tier"] = r.breakdown.path_tier;
-      b["p2p_s"] = r.breakdown.p2p;
-      b["p2p_tier"] = r.breakdown.p2p_tier;
-      b["dp_s"] = r.breakdown.dp;
-      b["dp_tier"] = r.breakdown.dp_tier;
-      p["breakdown"] = b;
+      p["breakdown"] = BreakdownToJson(r.breakdown);
       p["plan_json"] = r.plan_json;
     }
     points.push_back(p);
@@ -864,9 +1008,11 @@ std::string RowsToText(const CapacitySettings& settings, const std::vector<Capac
       << " tokens: global batch " << settings.global_batch_size << " × " << seq
       << " tokens, bf16, " << settings.algorithm << " search, "
       << (settings.simulate_best ? "best plans event-simulated" : "analytical model") << "\n\n";
-  const std::vector<std::string> head = {"name",  "devices", "used",   "NIC Gb/s", "days",
-                                         "cost $", "MFU",    "bound",  "NICx2 d",  "memx2 d",
-                                         "devx2 d", "plan"};
+  std::vector<std::string> head = {"name",  "devices", "used",   "NIC Gb/s", "days",
+                                   "cost $", "MFU",    "bound",  "NICx2 d",  "memx2 d",
+                                   "devx2 d"};
+  for (const FaultScenario& f : settings.faults) head.push_back(f.name);
+  head.push_back("plan");
   std::vector<std::vector<std::string>> cells;
   auto opt = [](const std::optional<double>& v) { return v.has_value() ? Fixed(*v, 1) : "-"; };
   for (const CapacityRow& r : rows) {
@@ -879,12 +1025,16 @@ std::string RowsToText(const CapacitySettings& settings, const std::vector<Capac
     } else {
       std::snprintf(cost, sizeof(cost), "%.0f", c);
     }
-    cells.push_back({r.name, std::to_string(r.devices),
-                     r.found ? std::to_string(r.devices_used) : "-", Short(r.knobs.nic_gbps),
-                     r.found ? Fixed(r.figures.days, 1) : "-", r.found ? cost : "-",
-                     r.found ? Fixed(100 * r.figures.mfu, 1) + "%" : "-", r.bound,
-                     opt(r.days_nic_x2), opt(r.days_memory_x2), opt(r.days_devices_x2),
-                     r.found ? r.plan : "no plan fits"});
+    std::vector<std::string> row = {
+        r.name, std::to_string(r.devices), r.found ? std::to_string(r.devices_used) : "-",
+        Short(r.knobs.nic_gbps), r.found ? Fixed(r.figures.days, 1) : "-",
+        r.found ? cost : "-", r.found ? Fixed(100 * r.figures.mfu, 1) + "%" : "-", r.bound,
+        opt(r.days_nic_x2), opt(r.days_memory_x2), opt(r.days_devices_x2)};
+    for (const CapacityRow::Fault& f : r.faults) {
+      row.push_back(f.slowdown.has_value() ? "+" + Fixed(100 * (*f.slowdown - 1), 1) + "%" : "-");
+    }
+    row.push_back(r.found ? r.plan : "no plan fits");
+    cells.push_back(std::move(row));
   }
   std::vector<size_t> width(head.size());
   for (size_t c = 0; c < head.size(); ++c) width[c] = Width(head[c]);
@@ -903,6 +1053,19 @@ std::string RowsToText(const CapacitySettings& settings, const std::vector<Capac
   out << "\n  days: to train the tokens; NICx2 / memx2 / devx2: the days with twice the NIC\n"
          "  bandwidth, memory per device or devices; used: the devices the plan runs on\n"
          "  (fewer when a smaller cluster's plan is faster; the rest idle, still paid)\n";
+  for (const FaultScenario& f : settings.faults) {
+    std::string what;
+    for (const sim::SlowDevice& d : f.faults.slow_devices) {
+      what += (what.empty() ? "" : ", ") + std::string("device ") + std::to_string(d.rank) +
+              " at 1/" + sim::FaultFactorText(d.factor) + " speed";
+    }
+    for (const sim::DegradedLink& l : f.faults.degraded_links) {
+      what += (what.empty() ? "" : ", ") + l.link + " at 1/" + sim::FaultFactorText(l.factor) +
+              " bandwidth";
+    }
+    out << "  " << f.name << ": the iteration's slowdown with " << what
+        << " (event simulator)\n";
+  }
   return out.str();
 }
 

@@ -53,6 +53,7 @@
 #include "core/status.h"
 #include "core/units.h"
 #include "search/search.h"
+#include "sim/faults.h"
 #include "topology/cluster_spec.h"
 #include "workload/model_spec.h"
 #include "workload/phases.h"
@@ -75,18 +76,29 @@ struct SweepEntry {
   double price_per_device_hour = 0;      // USD
 };
 
+// A fault scenario of a sweep's "faults" list (sim/faults.h): one slow
+// device, one degraded link, or several at once, applied to every point's
+// best plan in the event simulator.
+struct FaultScenario {
+  std::string name;
+  sim::Faults faults;
+};
+
 struct Sweep {
   std::string source;  // the file's path, for messages
   std::vector<SweepEntry> entries;
+  std::vector<FaultScenario> faults;  // empty: none
 };
 
 // Reads a sweep (docs/capacity.md): {"clusters": [{"name", "cluster",
 // "nodes" | "devices", "nic_gbps"?, "oversubscription"?, "memory_gib"?,
-// "price_per_device_hour"}], "faults"?}. Errors are InvalidArgument
-// naming `source` and the field (unknown fields included); a cluster that
-// does not resolve is its loader's error prefixed with the field; device
-// counts must be multiples of the cluster's devices per node; a "faults"
-// list is Unimplemented (not built yet).
+// "price_per_device_hour"}], "faults"?: [{"name", "slow_device"?:
+// ["RANK:FACTOR", ...], "degrade_link"?: ["LINK:FACTOR", ...]}]}. Errors
+// are InvalidArgument naming `source` and the field (unknown fields
+// included); a cluster that does not resolve is its loader's error
+// prefixed with the field; device counts must be multiples of the
+// cluster's devices per node; a fault scenario needs a unique name and at
+// least one fault, each in the command line's form (sim/faults.h).
 Result<Sweep> ParseSweep(const Json& json, const std::string& source);
 Result<Sweep> LoadSweepFile(const std::string& path);
 
@@ -136,6 +148,9 @@ struct CapacitySettings {
   // ClassifyBound's threshold: a non-compute component at least this share
   // of the iteration bounds it.
   double bound_share = 0.25;
+  // The sweep's fault scenarios: every point's best plan is event-simulated
+  // healthy and under each (RunCapacityJob with_faults).
+  std::vector<FaultScenario> faults;
 };
 
 // The work of a sweep: its points and the distinct searches they need.
@@ -179,6 +194,11 @@ Result<Sensitivities> ParseSensitivities(std::string_view text);
 // MaterializeCluster's, prefixed with the entry.
 Result<CapacityWork> PlanCapacityWork(const Sweep& sweep, const Sensitivities& which = {});
 
+// Checks every fault scenario against every point's cluster before any
+// search runs (ranks within its devices, links that exist): the first
+// failure, naming the sweep file, the scenario and the point.
+Status CheckSweepFaults(const Sweep& sweep, const CapacityWork& work);
+
 // The jobs rank `rank` of `ranks` runs: jobs sorted by device count,
 // largest first (ties: job index), dealt round-robin.
 std::vector<int> JobsOfRank(const CapacityWork& work, int rank, int ranks);
@@ -206,6 +226,15 @@ struct BoundBreakdown {
 // when it is at least `share` of the iteration; "compute" otherwise.
 std::string ClassifyBound(const BoundBreakdown& b, double iteration_s, double share);
 
+// One fault scenario's effect on a job's best plan: the event-simulated
+// iteration, healthy and faulted.
+struct FaultOutcome {
+  std::string name;
+  Duration healthy;
+  Duration faulted;
+  double slowdown() const { return faulted.ToSeconds() / healthy.ToSeconds(); }
+};
+
 // The answer of one job.
 struct CapacityOutcome {
   bool found = false;  // false: no plan fits (bound "memory capacity")
@@ -219,13 +248,18 @@ struct CapacityOutcome {
   std::string bound;
   double search_time_s = 0;  // wall time of this job (informational)
   int64_t evaluated = 0;
+  std::vector<FaultOutcome> faults;  // settings.faults' order; empty without
 };
 
 // Runs the search of `settings` on `cluster` and classifies the bound.
-// The search's errors; no fitting plan is an outcome with found false.
+// With `with_faults` (a point's own search, not a sensitivity variant's)
+// and fault scenarios in `settings`, the best plan is then event-simulated
+// healthy and under each scenario. The search's and the simulator's
+// errors; no fitting plan is an outcome with found false.
 Result<CapacityOutcome> RunCapacityJob(const CapacitySettings& settings,
                                        const topology::ClusterSpec& cluster,
-                                       const ProgressFn& progress = {});
+                                       const ProgressFn& progress = {},
+                                       bool with_faults = false);
 
 // Exact round trip (durations in picoseconds, bytes as integers).
 Json CapacityOutcomeToJson(const CapacityOutcome& outcome);
@@ -269,6 +303,14 @@ struct CapacityRow {
   std::optional<double> days_nic_x2;
   std::optional<double> days_memory_x2;
   std::optional<double> days_devices_x2;
+  // Per fault scenario: the faulted iteration over the healthy one (event
+  // simulator, the plan the row reports) and the days at that pace.
+  struct Fault {
+    std::string name;
+    std::optional<double> slowdown;  // nullopt when no plan fits
+    std::optional<double> days;
+  };
+  std::vector<Fault> faults;  // one per scenario, in the sweep's order
 };
 
 // The rows of every point from the jobs' outcomes (outcomes[j] of
@@ -278,7 +320,9 @@ Result<std::vector<CapacityRow>> AssembleRows(const CapacitySettings& settings,
                                               const Sweep& sweep, const CapacityWork& work,
                                               const std::vector<CapacityOutcome>& outcomes);
 
-// The CSV header (one line, no newline) and the CSV of `rows`.
+// The CSV header (one line, no newline) and the CSV of `rows`; with fault
+// scenarios, RowsToCsv appends two columns per scenario,
+// fault_<name>_slowdown and fault_<name>_days.
 std::string_view CapacityCsvHeader();
 std::string RowsToCsv(const std::vector<CapacityRow>& rows);
 Json RowsToJson(const CapacitySettings& settings, const std::vector<CapacityRow>& rows);

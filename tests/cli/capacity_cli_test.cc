@@ -18,6 +18,7 @@ namespace orrery::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr char kHeader[] =
     "name,device,devices,devices_used,nodes,nic_gbps,oversubscription,memory_gib,"
@@ -107,6 +108,22 @@ TEST(CapacityCli, BadInputNamesTheFieldAndWritesNothing) {
   CliRun tokens = RunOrrery("capacity --model gpt-1.7b --tokens 15X --sweep " + sweep);
   EXPECT_EQ(tokens.exit_code, 2);
   EXPECT_THAT(tokens.err, HasSubstr("--tokens"));
+}
+
+// A fault that a point's cluster lacks is found before any search runs.
+TEST(CapacityCli, AFaultOutsideAPointNamesTheScenarioAndWritesNothing) {
+  const std::string dir = MakeTempDir("capacity-fault");
+  const std::string sweep = dir + "/sweep.json";
+  ASSERT_TRUE(WriteFileAtomically(sweep, R"({"clusters": [{"name": "h100",
+      "cluster": "dgx-h100", "devices": [8, 16], "price_per_device_hour": 2.5}],
+      "faults": [{"name": "far-gpu", "slow_device": ["12:1.5"]}]})")
+                  .ok());
+  CliRun run = RunOrrery(Args(sweep) + " --out " + dir + "/out");
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_THAT(run.err, HasSubstr(sweep));
+  EXPECT_THAT(run.err, HasSubstr("'faults[0]' (far-gpu) on h100 8 devices"));
+  EXPECT_THAT(run.err, Not(HasSubstr("point 1/")));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/out"));
 }
 
 TEST(CapacityCli, HelpTeachesTheSweepFile) {

@@ -79,13 +79,56 @@ TEST(ParseSweep, ErrorsNameTheFileAndTheField) {
   }
 }
 
-TEST(ParseSweep, FaultsAreNotBuiltYet) {
+TEST(ParseSweep, ReadsFaultScenariosAndNamesTheBadField) {
   Result<Sweep> sweep = SweepOf(
       R"({"clusters": [{"name": "a", "cluster": "dgx-h100", "nodes": [1],
-          "price_per_device_hour": 1}], "faults": []})");
-  ASSERT_FALSE(sweep.ok());
-  EXPECT_EQ(sweep.status().code(), StatusCode::kUnimplemented);
-  EXPECT_THAT(sweep.status().message(), HasSubstr("'faults'"));
+          "price_per_device_hour": 1}],
+          "faults": [{"name": "slow", "slow_device": ["3:1.5", "3:2"]},
+                     {"name": "nic", "degrade_link": ["node0/nic0:4"]}]})");
+  ASSERT_TRUE(sweep.ok()) << sweep.status().message();
+  ASSERT_EQ(sweep->faults.size(), 2u);
+  EXPECT_EQ(sweep->faults[0].name, "slow");
+  ASSERT_EQ(sweep->faults[0].faults.slow_devices.size(), 2u);
+  EXPECT_EQ(sweep->faults[0].faults.slow_devices[1], (sim::SlowDevice{3, 2.0}));
+  ASSERT_EQ(sweep->faults[1].faults.degraded_links.size(), 1u);
+  EXPECT_EQ(sweep->faults[1].faults.degraded_links[0], (sim::DegradedLink{"node0/nic0", 4.0}));
+
+  const std::string head =
+      R"({"clusters": [{"name": "a", "cluster": "dgx-h100", "nodes": [1],
+          "price_per_device_hour": 1}], "faults": )";
+  struct Case {
+    std::string faults;
+    std::string field;
+  };
+  for (const Case& c : std::vector<Case>{
+           {R"([{"name": "x"}])", "'faults[0]'"},
+           {R"([{"name": "x", "slow_device": ["0:0.5"]}])", "'faults[0].slow_device[0]'"},
+           {R"([{"name": "x", "degrade_link": "node0/nic0:2"}])", "'faults[0].degrade_link'"},
+           {R"([{"name": "x y", "slow_device": ["0:2"]}])", "'faults[0].name'"},
+           {R"([{"name": "x", "slow_device": ["0:2"]}, {"name": "x", "slow_device": ["1:2"]}])",
+            "'faults[1].name'"},
+           {R"([{"name": "x", "slow_device": ["0:2"], "rank": 3}])", "rank"},
+       }) {
+    Result<Sweep> bad = SweepOf(head + c.faults + "}");
+    ASSERT_FALSE(bad.ok()) << c.faults;
+    EXPECT_THAT(bad.status().message(), HasSubstr("sweep.json")) << bad.status().message();
+    EXPECT_THAT(bad.status().message(), HasSubstr(c.field)) << bad.status().message();
+  }
+}
+
+TEST(CheckSweepFaults, NamesTheScenarioAndThePointAFaultDoesNotFit) {
+  Result<Sweep> sweep = SweepOf(
+      R"({"clusters": [{"name": "h100", "cluster": "dgx-h100", "nodes": [1, 2],
+          "price_per_device_hour": 1}],
+          "faults": [{"name": "far", "slow_device": ["12:2"]}]})");
+  ASSERT_TRUE(sweep.ok()) << sweep.status().message();
+  const CapacityWork work = *PlanCapacityWork(*sweep);
+  const Status s = CheckSweepFaults(*sweep, work);
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.message(), HasSubstr("'faults[0]' (far)"));
+  EXPECT_THAT(s.message(), HasSubstr("8 devices"));
+  sweep->faults[0].faults.slow_devices[0].rank = 7;
+  EXPECT_TRUE(CheckSweepFaults(*sweep, work).ok());
 }
 
 TEST(MaterializeCluster, SetsTheKnobsAndDependsOnlyOnTheirValues) {
@@ -229,6 +272,15 @@ TEST(CapacityOutcome, JsonRoundTripIsExact) {
   EXPECT_EQ(back->summary, o.summary);
   EXPECT_EQ(back->devices_used, 64);
   EXPECT_EQ(back->evaluated, 4321);
+  EXPECT_TRUE(back->faults.empty());
+
+  o.faults.push_back({"slow", Picos(1'000'000'000'001), Picos(1'200'000'000'003)});
+  back = CapacityOutcomeFromJson(*ParseJson(CapacityOutcomeToJson(o).dump(), "x"), "x");
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  ASSERT_EQ(back->faults.size(), 1u);
+  EXPECT_EQ(back->faults[0].name, "slow");
+  EXPECT_EQ(back->faults[0].healthy, Picos(1'000'000'000'001));
+  EXPECT_EQ(back->faults[0].faulted, Picos(1'200'000'000'003));
 }
 
 CapacitySettings SmallSettings() {
@@ -354,6 +406,47 @@ TEST(Capacity, DoublingTheClusterNeverReportsASlowerBestPlan) {
     EXPECT_TRUE(known) << r.bound;
   }
   EXPECT_EQ(RowsToCsv(*rows).substr(0, CapacityCsvHeader().size()), CapacityCsvHeader());
+}
+
+// A slow device slows the iteration (its tensor-parallel lane waits for
+// it every layer), a degraded NIC does not speed it up, and the rows carry
+// both as slowdowns and days at that pace, in the CSV's extra columns.
+TEST(Capacity, FaultScenariosSlowThePointsBestPlan) {
+  Result<Sweep> sweep = SweepOf(
+      R"({"clusters": [{"name": "h100", "cluster": "dgx-h100", "nodes": [2],
+          "price_per_device_hour": 2.5}],
+          "faults": [{"name": "slow-gpu", "slow_device": ["0:1.5"]},
+                     {"name": "half-nic", "degrade_link": ["node0/nic0:2"]}]})");
+  ASSERT_TRUE(sweep.ok()) << sweep.status().message();
+  const CapacityWork work = *PlanCapacityWork(*sweep, *ParseSensitivities("none"));
+  ASSERT_TRUE(CheckSweepFaults(*sweep, work).ok());
+  CapacitySettings settings = SmallSettings();
+  settings.faults = sweep->faults;
+  std::vector<CapacityOutcome> outcomes;
+  for (const CapacityJob& job : work.jobs) {
+    Result<CapacityOutcome> o = RunCapacityJob(settings, job.cluster, {}, job.is_point);
+    ASSERT_TRUE(o.ok()) << o.status().message();
+    ASSERT_TRUE(o->found);
+    ASSERT_EQ(o->faults.size(), 2u);
+    outcomes.push_back(*o);
+  }
+  const FaultOutcome& slow = outcomes[0].faults[0];
+  // A 1.5× slower device slows a compute-bound iteration by most of 1.5×.
+  EXPECT_GT(slow.slowdown(), 1.2);
+  EXPECT_LE(slow.slowdown(), 1.5 + 1e-9);
+  EXPECT_GE(outcomes[0].faults[1].slowdown(), 1.0);
+
+  Result<std::vector<CapacityRow>> rows = AssembleRows(settings, *sweep, work, outcomes);
+  ASSERT_TRUE(rows.ok()) << rows.status().message();
+  const CapacityRow& r = rows->front();
+  ASSERT_EQ(r.faults.size(), 2u);
+  EXPECT_DOUBLE_EQ(*r.faults[0].slowdown, slow.slowdown());
+  EXPECT_DOUBLE_EQ(*r.faults[0].days, r.figures.days * slow.slowdown());
+  const std::string csv = RowsToCsv(*rows);
+  EXPECT_THAT(csv.substr(0, csv.find('\n')),
+              HasSubstr(",fault_slow-gpu_slowdown,fault_slow-gpu_days,"
+                        "fault_half-nic_slowdown,fault_half-nic_days"));
+  EXPECT_THAT(RowsToText(settings, *rows), HasSubstr("slow-gpu"));
 }
 
 }  // namespace
