@@ -105,6 +105,7 @@ Result<Evaluator> Evaluator::Create(const SearchRequest& request) {
   }
   evaluator.analytical_options_.graph = req->graph;
   evaluator.analytical_options_.overlap_slowdown = req->overlap_slowdown;
+  evaluator.analytical_options_.slow_devices = req->faults.slow_devices;
   evaluator.request_ = std::move(req);
   evaluator.analytical_ = std::make_shared<const sim::AnalyticalModel>(std::move(model));
   return evaluator;
@@ -127,6 +128,7 @@ Result<Evaluation> Evaluator::Simulate(const workload::Plan& plan) const {
   options.graph = request_->graph;
   options.calibration = request_->calibration;
   options.overlap_slowdown = request_->overlap_slowdown;
+  options.faults = request_->faults;
   ORRERY_ASSIGN_OR_RETURN(
       const sim::IterationReport report,
       sim::SimulateIteration(request_->model, plan, request_->cluster, options));

@@ -43,6 +43,7 @@
 #include "core/status.h"
 #include "core/units.h"
 #include "sim/analytical.h"
+#include "sim/faults.h"
 #include "sim/iteration.h"
 #include "topology/cluster_spec.h"
 #include "workload/model_spec.h"
@@ -93,6 +94,13 @@ struct SearchRequest {
   // sweeps use (search/capacity.h), since simulating a plan on 16,384
   // devices takes minutes where the search takes seconds.
   bool rescore_with_simulator = true;
+  // Known faults of the cluster (sim/faults.h), e.g. what a run measured
+  // (`orrery tune`, `execute --replan`). The analytical score sees the
+  // slow devices (AnalyticalOptions::slow_devices), the event re-scoring
+  // sees every fault. Galvatron's stage-partition DP does not see them
+  // yet: it proposes partitions by healthy costs, which the evaluator then
+  // scores with the faults.
+  sim::Faults faults;
 };
 
 struct Evaluation {

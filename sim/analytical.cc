@@ -703,6 +703,45 @@ Result<AnalyticalEstimate> AnalyticalModel::EstimateValidated(
                           BuildStageCosts(model, plan, *compute_model, &path_timer, options.stage));
   ORRERY_CHECK(costs.pp == p && costs.vpp == vpp);
 
+  // Slow devices: stage s's compute at the pace of its slowest rank.
+  std::vector<double> stage_factor(static_cast<size_t>(p), 1.0);
+  if (!analytical.slow_devices.empty()) {
+    const LayerStrategy& first = plan.layers.front();
+    const int devices = p * first.tp * first.cp * first.dp;
+    std::map<int, double> rank_factor;
+    for (const SlowDevice& d : analytical.slow_devices) {
+      if (d.rank < 0 || d.rank >= devices) {
+        return InvalidArgumentError("slow device \"" + SlowDeviceText(d) + "\": rank " +
+                                    Str(d.rank) + " is not one of the plan's " + Str(devices) +
+                                    " ranks");
+      }
+      if (!(d.factor >= 1.0 && d.factor <= kMaxFaultFactor)) {
+        return InvalidArgumentError("slow device \"" + SlowDeviceText(d) +
+                                    "\": the factor must be in [1, " +
+                                    FaultFactorText(kMaxFaultFactor) + "]");
+      }
+      auto [it, inserted] = rank_factor.emplace(d.rank, d.factor);
+      if (!inserted) it->second *= d.factor;
+    }
+    for (const auto& [rank, factor] : rank_factor) {
+      const std::vector<int> pp_group = groups.Holding(anchor_of(0), ParallelDim::kPp, rank);
+      for (int s = 0; s < p; ++s) {
+        if (pp_group[static_cast<size_t>(s)] != rank) continue;
+        double& f = stage_factor[static_cast<size_t>(s)];
+        f = std::max(f, factor);
+      }
+    }
+    for (ChunkCost& chunk : costs.chunks) {
+      const double f = stage_factor[static_cast<size_t>(chunk.stage)];
+      if (f == 1.0) continue;
+      for (LayerCost& layer : chunk.layers) {
+        layer.forward = layer.forward * f;
+        layer.backward = layer.backward * f;
+        layer.recompute = layer.recompute * f;
+      }
+    }
+  }
+
   AnalyticalEstimate estimate;
   estimate.micro_batches = m;
   estimate.p2p_bytes = costs.p2p_bytes;
@@ -871,6 +910,9 @@ Result<AnalyticalEstimate> AnalyticalModel::EstimateValidated(
         optimizer_per_parameter.has_value()
             ? *optimizer_per_parameter * held
             : Bytes(held * options.optimizer_bytes_per_parameter) / optimizer_bandwidth;
+    if (stage_factor[static_cast<size_t>(s)] != 1.0) {
+      stage.optimizer = stage.optimizer * stage_factor[static_cast<size_t>(s)];
+    }
     stage.compute += stage.optimizer;
     for (const Duration g : stream.gathers) stage.param_gather += g;
     // The parameter gathers after the optimizer step count as exposed

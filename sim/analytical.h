@@ -133,6 +133,7 @@
 #include "costmodel/calibration.h"
 #include "costmodel/collective.h"
 #include "costmodel/compute.h"
+#include "sim/faults.h"
 #include "sim/iteration.h"
 #include "sim/stage_costs.h"
 #include "sim/training_graph.h"
@@ -237,6 +238,19 @@ struct AnalyticalOptions {
   // starts while the data-parallel stream communicates lasts (1 + σ) times
   // longer (step 3 of the header).
   double overlap_slowdown = IterationOptions{}.overlap_slowdown;
+  // Slow devices (sim/faults.h). A rank's factor is the product of its
+  // faults; every compute task (forward, backward, recompute, optimizer
+  // step) of pipeline stage s takes φ_s times as long, φ_s the largest
+  // factor among the ranks of stage s over all replicas: the replica
+  // holding the slow rank runs that stage at its pace (its tensor-parallel
+  // group waits for it every layer), and the other replicas wait for it at
+  // the gradient reduction — the event simulation's lane rule (IterationOptions::
+  // faults) seen from replica 0: equal to it when the slow ranks share a
+  // replica, an upper bound when they sit in different replicas and
+  // stages (both stages are slowed in one). Degraded links are not modelled here;
+  // the event simulation has them. InvalidArgument for a rank outside the
+  // plan's devices or a factor outside [1, kMaxFaultFactor].
+  std::vector<SlowDevice> slow_devices;
 };
 
 class AnalyticalModel {

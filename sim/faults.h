@@ -16,14 +16,17 @@
 //     it: both directions of its cables).
 //
 // Faults act on the event simulator (sim/iteration.h
-// IterationOptions::faults): the analytical model and the search do not
-// see them.
+// IterationOptions::faults). The analytical model, and so the search's
+// ranking (search/search.h SearchRequest::faults), sees slow devices only
+// (sim/analytical.h AnalyticalOptions::slow_devices): the stage holding a
+// slow rank computes at its pace.
 //
 // Command-line form (`orrery simulate --slow-device RANK:FACTOR
 // --degrade-link LINK:FACTOR`, sweep files' "faults"): the text after the
 // last ':' is the factor, a number >= 1 (and at most kMaxFaultFactor, so
 // that a slowed iteration's time still fits the simulator's integer
-// picoseconds). Several faults on one rank or one link multiply.
+// picoseconds). Several faults on one rank or one link multiply; a lane
+// with several slow ranks goes at the slowest one's pace.
 //
 // In the event simulation (sim/iteration.cc): a slow rank slows the lane
 // it belongs to (sim/task_graph.h: a lane is a tensor-parallel group, run

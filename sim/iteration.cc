@@ -1,6 +1,7 @@
 #include "sim/iteration.h"
 
 #include <algorithm>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -75,15 +76,21 @@ Result<IterationReport> SimulateIteration(const workload::ModelSpec& model,
   // A slow rank slows its whole lane: the lane is its tensor-parallel group
   // (sim/task_graph.h), whose per-layer collectives make every member wait
   // for the slowest, so the group runs at the slow rank's pace.
+  // Faults on one rank multiply; a lane goes at its slowest rank's pace.
   if (!options.faults.slow_devices.empty()) {
     replay_options.compute_factor.assign(built.graph.num_lanes(), 1.0);
+    std::map<int, double> rank_factor;
     for (const SlowDevice& s : options.faults.slow_devices) {
-      const LaneId lane = built.graph.LaneOfRank(s.rank);
-      if (lane < 0) {
+      if (built.graph.LaneOfRank(s.rank) < 0) {
         return InvalidArgumentError("slow device \"" + SlowDeviceText(s) + "\": rank " +
                                     std::to_string(s.rank) + " is not one of the plan's ranks");
       }
-      replay_options.compute_factor[static_cast<size_t>(lane)] *= s.factor;
+      auto [it, inserted] = rank_factor.emplace(s.rank, s.factor);
+      if (!inserted) it->second *= s.factor;
+    }
+    for (const auto& [rank, factor] : rank_factor) {
+      double& f = replay_options.compute_factor[static_cast<size_t>(built.graph.LaneOfRank(rank))];
+      f = std::max(f, factor);
     }
   }
   ORRERY_ASSIGN_OR_RETURN(ReplayResult replay,

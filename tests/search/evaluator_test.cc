@@ -77,6 +77,35 @@ TEST(Evaluator, SimulateIsTheEventSimulation) {
   EXPECT_EQ(sim->fits, report->peak_memory <= e.memory_budget());
 }
 
+// Faults the request knows reach both scores: the analytical one sees the
+// slow device, the simulation every fault.
+TEST(Evaluator, ScoresWithTheRequestsFaults) {
+  SearchRequest r = SmallRequest();
+  const workload::Plan plan = TpPlan(r, 2, 2, 2);
+  const Evaluator healthy = *Evaluator::Create(r);
+  r.faults.slow_devices = {{7, 1.5}};
+  r.faults.degraded_links = {{"node0/nvswitch", 2.0}};
+  const Evaluator faulted = *Evaluator::Create(r);
+
+  sim::AnalyticalOptions options;
+  options.graph = r.graph;
+  options.slow_devices = r.faults.slow_devices;
+  Result<sim::AnalyticalEstimate> estimate =
+      sim::AnalyticalModel::Create(r.cluster)->Estimate(r.model, plan, options);
+  ASSERT_TRUE(estimate.ok()) << estimate.status().message();
+  EXPECT_EQ(faulted.Score(plan)->iteration_time, estimate->iteration_time);
+  EXPECT_GT(faulted.Score(plan)->iteration_time, healthy.Score(plan)->iteration_time);
+
+  sim::IterationOptions sim_options;
+  sim_options.graph = r.graph;
+  sim_options.faults = r.faults;
+  Result<sim::IterationReport> report =
+      sim::SimulateIteration(r.model, plan, r.cluster, sim_options);
+  ASSERT_TRUE(report.ok()) << report.status().message();
+  EXPECT_EQ(faulted.Simulate(plan)->iteration_time, report->iteration_time);
+  EXPECT_GT(faulted.Simulate(plan)->iteration_time, healthy.Simulate(plan)->iteration_time);
+}
+
 TEST(Evaluator, ScoreRejectsAnInvalidPlan) {
   const SearchRequest r = SmallRequest();
   const Evaluator e = *Evaluator::Create(r);

@@ -3,6 +3,7 @@
 // and whole estimates of GPT presets on DGX A100 clusters.
 #include "sim/analytical.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -434,6 +435,66 @@ TEST(AnalyticalModel, EqualsTheSimulationWhenCommunicationIsFree) {
       EXPECT_GT(g.analytical, Duration::Zero());
     }
   }
+}
+
+// A slow device: with free communication the replica holding it is the
+// whole iteration, so the estimate (replica 0 with that stage slowed)
+// equals the simulation (the slow rank's lane slowed) to the picosecond,
+// wherever the rank is — another replica, another stage, a tp peer — and
+// whichever pipeline schedule runs.
+TEST(AnalyticalModel, ASlowDeviceSlowsItsStageAsTheSimulationDoes) {
+  Fixture f = Load("gpt-1.7b", "dgx-a100-80gb", 4);
+  Result<AnalyticalModel> model = AnalyticalModel::Create(f.cluster);
+  ASSERT_TRUE(model.ok());
+  std::vector<workload::Plan> plans;
+  plans.push_back(workload::Plan::Uniform(f.model, 2, {.tp = 4, .dp = 4}, 32, 1));
+  plans.push_back(workload::Plan::Uniform(f.model, 4, {.tp = 2, .dp = 4, .zero_stage = 1}, 32, 1));
+  workload::Plan gpipe = workload::Plan::Uniform(f.model, 8, {.tp = 1, .dp = 4}, 32, 1);
+  gpipe.schedule = PipelineSchedule::kGpipe;
+  plans.push_back(gpipe);
+  for (const workload::Plan& plan : plans) {
+    IterationOptions healthy_options;
+    healthy_options.free_communication = true;
+    const Duration healthy =
+        SimulateIteration(f.model, plan, f.cluster, healthy_options)->iteration_time;
+    for (const std::vector<SlowDevice>& slow : std::vector<std::vector<SlowDevice>>{
+             {{0, 1.5}}, {{31, 1.25}}, {{13, 2.0}}, {{13, 1.5}, {13, 1.2}, {12, 1.1}}}) {
+      IterationOptions sim_options;
+      sim_options.free_communication = true;
+      sim_options.faults.slow_devices = slow;
+      Result<IterationReport> sim = SimulateIteration(f.model, plan, f.cluster, sim_options);
+      ASSERT_TRUE(sim.ok()) << sim.status().message();
+      AnalyticalOptions options;
+      options.free_communication = true;
+      options.slow_devices = slow;
+      Result<AnalyticalEstimate> e = model->Estimate(f.model, plan, options);
+      ASSERT_TRUE(e.ok()) << e.status().message();
+      ExpectConsistent(*e);
+      EXPECT_EQ(e->iteration_time, sim->iteration_time) << Describe(plan) << " rank "
+                                                         << slow.front().rank;
+      EXPECT_GT(e->iteration_time, healthy) << Describe(plan);
+    }
+  }
+  // Slow ranks in two replicas and two stages: the estimate slows both
+  // stages of one replica, an upper bound of the simulation's.
+  {
+    IterationOptions sim_options;
+    sim_options.free_communication = true;
+    sim_options.faults.slow_devices = {{13, 1.8}, {20, 1.1}};  // pp 0 dp 3; pp 1 dp 1
+    AnalyticalOptions options;
+    options.free_communication = true;
+    options.slow_devices = sim_options.faults.slow_devices;
+    const Duration simulated =
+        SimulateIteration(f.model, plans.front(), f.cluster, sim_options)->iteration_time;
+    const Duration estimated = model->Estimate(f.model, plans.front(), options)->iteration_time;
+    EXPECT_GT(estimated, simulated);
+  }
+  // The rank must be one of the plan's.
+  AnalyticalOptions options;
+  options.slow_devices = {{32, 1.5}};
+  Result<AnalyticalEstimate> e = model->Estimate(f.model, plans.front(), options);
+  ASSERT_FALSE(e.ok());
+  EXPECT_THAT(e.status().message(), ::testing::HasSubstr("rank 32"));
 }
 
 TEST(AnalyticalModel, TensorParallelOverlapHidesCollectivesBehindCompute) {
