@@ -65,6 +65,9 @@
 //          T = (m − 1/v)·max_s c_s + Σ_s c_s / v
 //      (1F1B: (m − 1)·max + Σ, which is (m + p − 1)·c for equal stages,
 //      Narayanan et al. SC21 Eq. 1; interleaved: (m + (p − 1)/v)·c, Eq. 2).
+//      With slow devices (SearchRequest::faults) c_s is multiplied by the
+//      largest factor among stage s's ranks, the analytical model's rule,
+//      so a slow stage gets fewer layers.
 //      For a bottleneck bound τ a DP over (stage, first layer) gives the
 //      least Σ c_s with every c_s <= τ; a binary search over the candidate
 //      stage times finds the least feasible τ*, then τ is raised through
@@ -83,6 +86,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <limits>
@@ -644,6 +648,7 @@ class ClassSolver {
       });
       items_of_group_.push_back(std::move(items));
     }
+    SlowStageFactors();
   }
 
   // Up to kSolutionsPerClass solutions, best objective first.
@@ -660,8 +665,12 @@ class ClassSolver {
           for (int g = 0; g < G_; ++g) {
             const StageTable& t = Table(s, g, a);
             if (t.cap < 0 || t.best[static_cast<size_t>(k)] >= kInf) continue;
-            Cost(s, a, k, g) = t.best[static_cast<size_t>(k)];
-            values.push_back(t.best[static_cast<size_t>(k)]);
+            const double f = slow_[static_cast<size_t>(s) * G_ + g];
+            const int64_t c = f == 1.0 ? t.best[static_cast<size_t>(k)]
+                                       : static_cast<int64_t>(std::llround(
+                                             static_cast<double>(t.best[static_cast<size_t>(k)]) * f));
+            Cost(s, a, k, g) = c;
+            values.push_back(c);
           }
         }
       }
@@ -731,6 +740,41 @@ class ClassSolver {
       }
     }
     return true;
+  }
+
+  // The request's slow devices (SearchRequest::faults): slow_[s·G + g],
+  // the largest factor among the ranks of stage s under layout g (the
+  // first strategy of the group, and the class's rank order), by which
+  // that stage's cost is multiplied — the analytical model's rule
+  // (sim/analytical.h AnalyticalOptions::slow_devices), so that the
+  // partition gives a slow stage fewer layers.
+  void SlowStageFactors() {
+    slow_.assign(static_cast<size_t>(p_) * G_, 1.0);
+    const std::vector<sim::SlowDevice>& slow = c_.request->faults.slow_devices;
+    if (slow.empty()) return;
+    std::map<int, double> rank_factor;
+    for (const sim::SlowDevice& d : slow) {
+      auto [it, inserted] = rank_factor.emplace(d.rank, d.factor);
+      if (!inserted) it->second *= d.factor;
+    }
+    for (int g = 0; g < G_; ++g) {
+      if (items_of_group_[static_cast<size_t>(g)].empty()) continue;
+      const LayerStrategy& st =
+          in_.items[static_cast<size_t>(items_of_group_[static_cast<size_t>(g)].front())].strategy;
+      int64_t stride = 1;
+      for (const ParallelDim d : in_.shape.rank_order) {
+        if (d == ParallelDim::kPp) break;
+        stride *= d == ParallelDim::kTp ? st.tp
+                  : d == ParallelDim::kCp ? st.cp
+                  : d == ParallelDim::kDp ? st.dp
+                                          : 1;
+      }
+      for (const auto& [rank, factor] : rank_factor) {
+        const int stage = static_cast<int>((rank / stride) % p_);
+        double& f = slow_[static_cast<size_t>(stage) * G_ + g];
+        f = std::max(f, factor);
+      }
+    }
   }
 
   int64_t& Cost(int s, int a, int k, int g) {
@@ -988,6 +1032,7 @@ class ClassSolver {
   std::vector<std::vector<int>> items_of_group_;
   std::vector<StageTable> tables_;
   std::vector<int64_t> cost_;
+  std::vector<double> slow_;  // SlowStageFactors
 };
 
 // A solution turned into a scored candidate.

@@ -222,6 +222,24 @@ TEST(Galvatron, FindsTheOptimumUnderABudgetThatExcludesTheUnconstrainedOne) {
   ExpectSameOptimum(request);
 }
 
+// With a slow device the optimum shifts (a slow stage should hold fewer
+// layers); the stage-partition program sees the slowdown and still finds
+// the brute force's optimum under it, which differs from the healthy one.
+TEST(Galvatron, FindsTheOptimumWithASlowDevice) {
+  SearchRequest request = Request(/*layers=*/4, /*heads=*/1, /*zero=*/false);
+  request.global_batch_size = 32;
+  const Evaluator healthy = Evaluator::Create(request).value();
+  const workload::Plan healthy_best = RunGalvatron(healthy).plans.front().plan;
+  request.faults.slow_devices = {{7, 2.0}};
+  ExpectSameOptimum(request);
+  const Evaluator slow = Evaluator::Create(request).value();
+  const SearchResult result = RunGalvatron(slow);
+  EXPECT_LT(result.plans.front().analytical.iteration_time,
+            slow.Score(healthy_best)->iteration_time)
+      << "healthy best " << PlanSummary(healthy_best) << ", with the slow device "
+      << PlanSummary(result.plans.front().plan);
+}
+
 TEST(Galvatron, IsDeterministicWhateverTheThreadCountAndCountsWhatItPrunes) {
   const Evaluator evaluator = Evaluator::Create(Request(4, 2, true)).value();
   const int threads = omp_get_max_threads();
