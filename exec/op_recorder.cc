@@ -1,14 +1,16 @@
 #include "exec/op_recorder.h"
 
+#include <cmath>
 #include <string>
 #include <utility>
 
+#include "core/check.h"
 #include "exec/mpi_world.h"
 
 namespace orrery::exec {
 
-OpRecorder::Scope::Scope(OpRecorder* recorder, traces::ExecutionOp op)
-    : recorder_(recorder), op_(std::move(op)) {
+OpRecorder::Scope::Scope(OpRecorder* recorder, traces::ExecutionOp op, bool record)
+    : recorder_(recorder), record_(record), op_(std::move(op)) {
   if (recorder_ == nullptr) return;
   // Everything issued before the op has finished when its clock starts.
   recorder_->backend_->Synchronize();
@@ -16,14 +18,26 @@ OpRecorder::Scope::Scope(OpRecorder* recorder, traces::ExecutionOp op)
 }
 
 OpRecorder::Scope::Scope(Scope&& other) noexcept
-    : recorder_(std::exchange(other.recorder_, nullptr)), op_(std::move(other.op_)) {}
+    : recorder_(std::exchange(other.recorder_, nullptr)),
+      record_(other.record_),
+      op_(std::move(other.op_)) {}
 
 OpRecorder::Scope::~Scope() {
   if (recorder_ == nullptr) return;
   recorder_->backend_->Synchronize();
   op_.end = recorder_->Elapsed();
   if (op_.end < op_.start) op_.end = op_.start;
-  recorder_->ops_.push_back(std::move(op_));
+  if (op_.kind == traces::ExecutionOpKind::kCompute && recorder_->compute_factor_ > 1.0) {
+    // Busy-wait, as a slower device would be busy: the rank does nothing
+    // else meanwhile.
+    const Duration extra = (op_.end - op_.start) * (recorder_->compute_factor_ - 1.0);
+    const Duration until = op_.end + extra;
+    Duration now = recorder_->Elapsed();
+    while (now < until) now = recorder_->Elapsed();
+    recorder_->injected_ += now - op_.end;
+    op_.end = now;
+  }
+  if (record_) recorder_->ops_.push_back(std::move(op_));
 }
 
 void OpRecorder::Scope::set_gemm(const workload::GemmShape& shape) {
@@ -39,12 +53,17 @@ OpRecorder::OpRecorder(Backend& backend, int rank)
 
 void OpRecorder::ResetOrigin() { origin_seconds_ = MpiWorld::Now(); }
 
+void OpRecorder::set_compute_factor(double factor) {
+  ORRERY_CHECK(factor >= 1.0 && std::isfinite(factor)) << "compute factor " << factor;
+  compute_factor_ = factor;
+}
+
 Duration OpRecorder::Elapsed() const { return Seconds(MpiWorld::Now() - origin_seconds_); }
 
 OpRecorder::Scope OpRecorder::Compute(std::string_view name, traces::ExecutionPhase phase,
                                       std::optional<int> layer,
                                       std::optional<int> micro_batch) {
-  if (!recording_) return Scope(nullptr, traces::ExecutionOp{});
+  if (!recording_ && compute_factor_ == 1.0) return Scope(nullptr, traces::ExecutionOp{}, false);
   traces::ExecutionOp op;
   op.rank = rank_;
   op.iteration = iteration_;
@@ -54,7 +73,7 @@ OpRecorder::Scope OpRecorder::Compute(std::string_view name, traces::ExecutionPh
   op.layer = layer;
   op.micro_batch = micro_batch;
   op.chunk = chunk_;
-  return Scope(this, std::move(op));
+  return Scope(this, std::move(op), recording_);
 }
 
 OpRecorder::Scope OpRecorder::Communication(std::string_view name,
@@ -63,7 +82,7 @@ OpRecorder::Scope OpRecorder::Communication(std::string_view name,
                                             std::optional<int> layer,
                                             std::optional<int> micro_batch,
                                             const std::vector<int>& group, int64_t bytes) {
-  if (!recording_) return Scope(nullptr, traces::ExecutionOp{});
+  if (!recording_) return Scope(nullptr, traces::ExecutionOp{}, false);
   traces::ExecutionOp op;
   op.rank = rank_;
   op.iteration = iteration_;
@@ -76,7 +95,7 @@ OpRecorder::Scope OpRecorder::Communication(std::string_view name,
   op.collective = collective;
   op.bytes = bytes;
   op.group = group;
-  return Scope(this, std::move(op));
+  return Scope(this, std::move(op), true);
 }
 
 std::vector<traces::ExecutionOp> OpRecorder::TakeOps() { return std::exchange(ops_, {}); }

@@ -16,6 +16,13 @@
 //
 // When recording is off a Scope costs two branches.
 //
+// Fault injection: set_compute_factor(f) makes every compute scope last f
+// times as long — after the operator the scope busy-waits (f − 1) × its
+// time — a slow GPU (throttled by power or heat) or a CPU core shared with
+// another tenant, for checking the simulator's stragglers (sim/faults.h)
+// against real runs and for re-planning. It synchronizes the backend
+// around each compute operator, as recording does.
+//
 // Thread-safety: used from one thread.
 #ifndef ORRERY_EXEC_OP_RECORDER_H_
 #define ORRERY_EXEC_OP_RECORDER_H_
@@ -45,8 +52,9 @@ class OpRecorder {
 
    private:
     friend class OpRecorder;
-    Scope(OpRecorder* recorder, traces::ExecutionOp op);
-    OpRecorder* recorder_ = nullptr;  // nullptr: not recording
+    Scope(OpRecorder* recorder, traces::ExecutionOp op, bool record);
+    OpRecorder* recorder_ = nullptr;  // nullptr: neither recording nor slowed
+    bool record_ = false;
     traces::ExecutionOp op_;
   };
 
@@ -58,6 +66,13 @@ class OpRecorder {
   void set_recording(bool on) { recording_ = on; }
   bool recording() const { return recording_; }
   void set_iteration(int iteration) { iteration_ = iteration; }
+  // Compute scopes take `factor` (>= 1, finite) times as long; 1: as they
+  // are.
+  void set_compute_factor(double factor);
+  double compute_factor() const { return compute_factor_; }
+  // The busy-waiting added so far by the compute factor.
+  Duration injected_delay() const { return injected_; }
+
   // Sets the origin of recorded times to now.
   void ResetOrigin();
   // The current chunk (model chunk of an interleaved schedule) written into ops.
@@ -82,6 +97,8 @@ class OpRecorder {
   int iteration_ = 0;
   int chunk_ = 0;
   double origin_seconds_ = 0;
+  double compute_factor_ = 1.0;
+  Duration injected_;
   std::vector<traces::ExecutionOp> ops_;
 };
 

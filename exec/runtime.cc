@@ -298,7 +298,10 @@ class Trainer {
   Trainer(MpiWorld& world, const workload::ModelSpec& model, const workload::Plan& plan,
           const ExecuteOptions& options, Backend& backend)
       : world_(world), model_(model), plan_(plan), options_(options), backend_(backend),
-        recorder_(backend, world.rank()) {}
+        recorder_(backend, world.rank()) {
+    const auto slow = options.slow_ranks.find(world.rank());
+    if (slow != options.slow_ranks.end()) recorder_.set_compute_factor(slow->second);
+  }
 
   Status Setup();
   // Runs step `iteration` (0-based, counting warm-up) and returns the loss
@@ -1128,9 +1131,25 @@ Status CheckExecutable(const workload::ModelSpec& model, const workload::Plan& p
   return FailedPreconditionError(message);
 }
 
+Status CheckSlowRanks(const ExecuteOptions& options, int world_size) {
+  for (const auto& [rank, factor] : options.slow_ranks) {
+    if (rank < 0 || rank >= world_size) {
+      return InvalidArgumentError("slow rank " + std::to_string(rank) + ": not a rank of the " +
+                                  std::to_string(world_size) + "-rank job");
+    }
+    if (!(factor >= 1.0) || !std::isfinite(factor)) {
+      return InvalidArgumentError("slow rank " + std::to_string(rank) +
+                                  ": the factor must be a finite number >= 1, got " +
+                                  std::to_string(factor));
+    }
+  }
+  return Status::Ok();
+}
+
 Result<ExecutionResult> RunTraining(MpiWorld& world, const workload::ModelSpec& model,
                                     const workload::Plan& plan, const ExecuteOptions& options) {
   ORRERY_RETURN_IF_ERROR(CheckExecutable(model, plan, world.size()));
+  ORRERY_RETURN_IF_ERROR(CheckSlowRanks(options, world.size()));
   if (options.iterations < 1 || options.warmup < 0 || options.trace_iterations < 0) {
     return InvalidArgumentError("iterations must be >= 1, warmup and trace_iterations >= 0");
   }
@@ -1286,6 +1305,7 @@ Result<std::unique_ptr<TrainingSession>> TrainingSession::Start(MpiWorld& world,
                                                                 const workload::Plan& plan,
                                                                 const ExecuteOptions& options) {
   ORRERY_RETURN_IF_ERROR(CheckExecutable(model, plan, world.size()));
+  ORRERY_RETURN_IF_ERROR(CheckSlowRanks(options, world.size()));
   Result<std::unique_ptr<Backend>> made = MakeBackend(options.backend, world.local_rank());
   ORRERY_RETURN_IF_ERROR(world.AgreeOnStatus(made.status()));
   auto impl = std::make_unique<Impl>();

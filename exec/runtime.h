@@ -63,7 +63,16 @@ struct ExecuteOptions {
   int64_t bucket_parameters = 0;
   // Gather every full parameter tensor to rank 0 after the last step.
   bool gather_parameters = false;
+  // Fault injection: rank → factor (>= 1) by which every compute operator
+  // of that rank is slowed (OpRecorder::set_compute_factor) — `orrery
+  // execute --slow-rank RANK:FACTOR`, the executor's counterpart of
+  // `orrery simulate --slow-device`.
+  std::map<int, double> slow_ranks;
 };
+
+// InvalidArgument naming the rank when options.slow_ranks holds a rank
+// outside [0, world_size) or a factor that is not a finite number >= 1.
+Status CheckSlowRanks(const ExecuteOptions& options, int world_size);
 
 // OK when `plan` can run on `world_size` ranks: the plan's devices
 // (pp × tp × cp × dp of its layers) equal world_size; every layer has the

@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "exec/backend.h"
+#include "exec/mpi_world.h"
 #include "exec/op_recorder.h"
 #include "workload/model_presets.h"
 #include "workload/plan.h"
@@ -116,6 +117,62 @@ TEST(CheckExecutable, ListsEveryReasonAtOnce) {
   EXPECT_THAT(s.message(), HasSubstr("the plan cannot run on 8 ranks:"));
   EXPECT_THAT(s.message(), HasSubstr("context parallelism"));
   EXPECT_THAT(s.message(), HasSubstr("plan needs 16 ranks (tp 2 × pp 2 × cp 2 × dp 2)"));
+}
+
+// Busy work of about `micros` microseconds that the compiler keeps.
+double Spin(double micros) {
+  const double until = MpiWorld::Now() + micros * 1e-6;
+  double x = 0;
+  while (MpiWorld::Now() < until) x += 1.0;
+  return x;
+}
+
+// A compute factor f makes a compute scope last at least f times its
+// work (the scope busy-waits (f − 1) × the work's time after it), whether
+// or not it records; communication is not slowed.
+TEST(OpRecorder, AComputeFactorStretchesComputeScopesOnly) {
+  Result<std::unique_ptr<Backend>> backend = MakeBackend(BackendKind::kCpu, 0);
+  ASSERT_TRUE(backend.ok()) << backend.status().message();
+  OpRecorder recorder(**backend, /*rank=*/0);
+  recorder.set_compute_factor(3.0);
+  const double before = MpiWorld::Now();
+  {
+    OpRecorder::Scope s = recorder.Compute("mlp.fc1", traces::ExecutionPhase::kForward, 0, 0);
+    EXPECT_GT(Spin(2000), 0.0);
+  }
+  const double took = MpiWorld::Now() - before;
+  EXPECT_TRUE(recorder.ops().empty());  // not recording: nothing kept
+  // The injected wait is twice the scope's own time, which is >= 2 ms.
+  EXPECT_GE(recorder.injected_delay(), Seconds(2 * 2000e-6));
+  EXPECT_GE(took, 3 * 2000e-6);
+
+  recorder.set_recording(true);
+  {
+    OpRecorder::Scope s = recorder.Compute("mlp.fc2", traces::ExecutionPhase::kForward, 0, 0);
+    EXPECT_GT(Spin(1000), 0.0);
+  }
+  const Duration injected = recorder.injected_delay();
+  {
+    OpRecorder::Scope s = recorder.Communication("tp.allreduce", traces::CollectiveOp::kAllReduce,
+                                                 traces::ExecutionPhase::kForward, 0, 0, {0, 1},
+                                                 4096);
+    EXPECT_GT(Spin(1000), 0.0);
+  }
+  EXPECT_EQ(recorder.injected_delay(), injected);
+  const std::vector<traces::ExecutionOp> ops = recorder.TakeOps();
+  ASSERT_EQ(ops.size(), 2u);
+  // The recorded compute op includes the wait: a slow device's time.
+  EXPECT_GE(ops[0].end - ops[0].start, Seconds(3 * 1000e-6));
+}
+
+TEST(CheckSlowRanks, NamesTheRank) {
+  ExecuteOptions options;
+  options.slow_ranks = {{1, 1.5}};
+  EXPECT_TRUE(CheckSlowRanks(options, 2).ok());
+  options.slow_ranks = {{2, 1.5}};
+  EXPECT_THAT(CheckSlowRanks(options, 2).message(), ::testing::HasSubstr("slow rank 2"));
+  options.slow_ranks = {{0, 0.5}};
+  EXPECT_THAT(CheckSlowRanks(options, 2).message(), ::testing::HasSubstr(">= 1"));
 }
 
 TEST(OpRecorder, RecordsNothingWhileOffAndTimedScopesWhileOn) {
