@@ -3,7 +3,11 @@
 // cores (--backend cpu) or NCCL + cuBLAS on GPUs (--backend cuda). Rank 0
 // prints the per-step losses, the iteration times, tokens/s and every
 // rank's peak memory; --trace-out writes the recorded operators as an
-// execution trace and a Chrome timeline. docs/executor.md has the details.
+// execution trace and a Chrome timeline. With --phases FILE it runs the
+// phases of a phases file (workload/phases.h), each under its own plan,
+// moving the training state between plans at every switch
+// (exec/phase_runner.h), and prints each switch's bytes beside the switch
+// cost model's (costmodel/reshard_cost.h). docs/executor.md has the details.
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -18,14 +22,19 @@
 #include "cli/subcommands.h"
 #include "core/file.h"
 #include "core/json.h"
+#include "core/units.h"
+#include "costmodel/reshard_cost.h"
 #include "exec/backend.h"
 #include "exec/mpi_world.h"
+#include "exec/phase_runner.h"
 #include "exec/runtime.h"
+#include "sim/faults.h"
 #include "topology/cluster_spec.h"
 #include "topology/presets.h"
 #include "traces/execution_trace.h"
 #include "workload/hf_import.h"
 #include "workload/model_spec.h"
+#include "workload/phases.h"
 #include "workload/plan.h"
 #include "workload/plan_json.h"
 
@@ -41,7 +50,9 @@ constexpr std::string_view kUsage =
     "[mpirun -np N] orrery execute --model M (--plan FILE | plan flags) --backend cpu|cuda\n"
     "                   --iterations N [--warmup W] [--seed S] [--seq-len S] [--lr X]\n"
     "                   [--trace-out DIR [--trace-iterations K]] [--save-parameters FILE]\n"
-    "                   [--format text|json]";
+    "                   [--format text|json] [--out FILE]\n"
+    "[mpirun -np N] orrery execute --model M --phases FILE [--backend cpu|cuda]\n"
+    "                   [--seed S] [--lr X] [--format text|json] [--out FILE]";
 
 constexpr std::string_view kDescription =
     "Runs real training iterations of a plan: one process per rank, started by\n"
@@ -67,6 +78,22 @@ constexpr std::string_view kDescription =
     "are written. --save-parameters FILE writes every full parameter tensor\n"
     "after the last step as JSON {name: [values...]} (small models).\n"
     "\n"
+    "Phases (--phases FILE, in place of the plan): a phases file lists training\n"
+    "phases in order, each with its steps (or tokens), global batch, sequence\n"
+    "length and a plan for the launched ranks: a plan file, relative to the phases\n"
+    "file, or a plan object (docs/executor.md, \"Phases\"). Every phase's plan\n"
+    "is checked before anything runs. Each phase trains its steps; where the next\n"
+    "phase's plan differs, the parameters, AdamW moments and step count move to\n"
+    "the new plan's layout in memory (MPI on cpu, NCCL on cuda) and training goes\n"
+    "on from the same step on the same data: the losses are those of one plan run\n"
+    "throughout. The report has one row per phase (steps, plan, first and last\n"
+    "loss, median step time) and one line per switch: the bytes each rank sent,\n"
+    "counted, the messages and the time, and whether the switch cost model's\n"
+    "bytes per rank are the same. --iterations, --warmup, tracing and\n"
+    "--save-parameters do not apply to phases.\n"
+    "\n"
+    "--out FILE also writes the JSON report to FILE (atomically).\n"
+    "\n"
     "The backend runs in fp32 whatever the plan's precision. Gradients are not\n"
     "clipped. A rank that fails during the run takes the whole job down.";
 
@@ -77,6 +104,17 @@ constexpr std::string_view kExamples =
     "      --global-batch 8 --seq-len 32 --backend cpu --iterations 5\n"
     "  mpirun -np 4 orrery execute --model llama-tiny --pp 2 --zero 1 --global-batch 8 \\\n"
     "      --seq-len 32 --backend cpu --iterations 5 --trace-out trace/ --format json\n"
+    "  # 3 steps of dp 2, then 3 steps of tp 2, on 2 ranks; the plan files first:\n"
+    "  orrery plan --model gpt-tiny --cluster cpu-local --dp 2 --global-batch 8 \\\n"
+    "      --seq-len 32 --precision fp32 --out dp2.json\n"
+    "  orrery plan --model gpt-tiny --cluster cpu-local --tp 2 --global-batch 8 \\\n"
+    "      --seq-len 32 --precision fp32 --out tp2.json\n"
+    "  #   phases.json: {\"phases\": [\n"
+    "  #     {\"name\": \"dp\", \"steps\": 3, \"seq_len\": 32, \"global_batch\": 8,\n"
+    "  #      \"plan\": \"dp2.json\"},\n"
+    "  #     {\"name\": \"tp\", \"steps\": 3, \"seq_len\": 32, \"global_batch\": 8,\n"
+    "  #      \"plan\": \"tp2.json\"}]}\n"
+    "  mpirun -np 2 orrery execute --model gpt-tiny --phases phases.json --backend cpu\n"
     "  srun -N 2 --ntasks-per-node 8 orrery execute --model gpt-1.7b --tp 4 --pp 2 \\\n"
     "      --micro-batch 2 --global-batch 64 --backend cuda --iterations 10\n";
 
@@ -122,6 +160,28 @@ std::string PlanLine(const workload::ModelSpec& model, const workload::Plan& pla
   return out.str();
 }
 
+// The injected slow ranks (--slow-rank), as the reports print them: one
+// line, or "" without any.
+std::string SlowRanksLine(const exec::ExecuteOptions& options) {
+  if (options.slow_ranks.empty()) return "";
+  std::string line = "  injected (--slow-rank): ";
+  bool first = true;
+  for (const auto& [rank, factor] : options.slow_ranks) {
+    line += (first ? "" : ", ") + std::string("rank ") + std::to_string(rank) + " computes " +
+            sim::FaultFactorText(factor) + "× slower";
+    first = false;
+  }
+  return line + "\n";
+}
+
+Json SlowRanksJson(const exec::ExecuteOptions& options) {
+  Json list = Json::array();
+  for (const auto& [rank, factor] : options.slow_ranks) {
+    list.push_back({{"rank", rank}, {"factor", factor}});
+  }
+  return list;
+}
+
 Json ReportJson(const exec::ExecutionResult& r, const workload::ModelSpec& model,
                 const workload::Plan& plan, exec::BackendKind backend, int world_size) {
   Json j = Json::object();
@@ -149,7 +209,8 @@ std::string ReportText(const exec::ExecutionResult& r, const workload::ModelSpec
   std::ostringstream out;
   out << "Executed " << PlanLine(model, plan, world_size) << "\n";
   out << "  backend " << exec::BackendKindName(options.backend) << " (" << r.device
-      << "), fp32, AdamW lr " << options.adam.learning_rate << "\n\n";
+      << "), fp32, AdamW lr " << options.adam.learning_rate << "\n"
+      << SlowRanksLine(options) << "\n";
   out << "  step  loss       grad norm\n";
   for (size_t i = 0; i < r.losses.size(); ++i) {
     std::string label = std::to_string(i);
@@ -181,6 +242,281 @@ Json ParametersJson(const std::map<std::string, std::vector<float>>& parameters)
   return j;
 }
 
+
+// The flags --phases replaces or that do not apply to a phases run, given
+// with it: InvalidArgument naming them.
+Status PhasesExclusions(const po::variables_map& vm) {
+  po::options_description plan_flags;
+  AddPlanOptions(plan_flags);
+  std::vector<std::string> given;
+  for (const auto& option : plan_flags.options()) {
+    const std::string& name = option->long_name();
+    if (vm.count(name) > 0 && !vm[name].defaulted()) given.push_back("--" + name);
+  }
+  for (const char* name :
+       {"iterations", "warmup", "trace-out", "trace-iterations", "save-parameters", "cluster",
+        "nodes"}) {
+    if (vm.count(name) > 0 && !vm[name].defaulted()) {
+      given.push_back(std::string("--") + name);
+    }
+  }
+  if (given.empty()) return Status::Ok();
+  std::string list;
+  for (size_t i = 0; i < given.size(); ++i) list += (i == 0 ? "" : ", ") + given[i];
+  return InvalidArgumentError(
+      "--phases takes every phase's plan and steps from the phases file; " + list +
+      (given.size() == 1 ? " does" : " do") + " not apply (give plans in the file)");
+}
+
+// "tp 2 (sp), pp 2 1f1b, dp 1, ZeRO 1".
+std::string ShortPlan(const workload::Plan& plan) {
+  const workload::LayerStrategy& l = plan.layers.front();
+  std::ostringstream out;
+  out << "tp " << l.tp << (l.sequence_parallel ? " (sp)" : "") << ", pp " << plan.pp;
+  if (plan.pp > 1) {
+    out << " " << workload::PipelineScheduleName(plan.schedule);
+    if (plan.schedule == workload::PipelineSchedule::kInterleaved) out << " vpp " << plan.vpp;
+  }
+  out << ", dp " << l.dp;
+  if (l.zero_stage > 0) out << ", ZeRO " << l.zero_stage;
+  if (l.recompute != workload::Recompute::kNone) {
+    out << ", recompute " << workload::RecomputeName(l.recompute);
+  }
+  return out.str();
+}
+
+// Display width of UTF-8 text (code points; the table has no wide glyphs).
+size_t Width(const std::string& s) {
+  size_t n = 0;
+  for (const unsigned char c : s) n += (c & 0xC0) != 0x80 ? 1 : 0;
+  return n;
+}
+
+std::string Pad(const std::string& s, size_t width) {
+  const size_t w = Width(s);
+  return w >= width ? s : s + std::string(width - w, ' ');
+}
+
+std::string ByteCount(int64_t bytes) { return FormatBytes(Bytes(bytes)); }
+
+// "1.15 MiB sent by rank 0, 1.19 MiB by rank 1".
+std::string SentLine(const std::vector<int64_t>& sent) {
+  std::string s;
+  for (size_t r = 0; r < sent.size(); ++r) {
+    s += (r == 0 ? "" : ", ") + ByteCount(sent[r]) + (r == 0 ? " sent by rank " : " by rank ") +
+         std::to_string(r);
+  }
+  return s;
+}
+
+// "the same bytes", or the ranks where the model differs from the count.
+std::string CostModelVerdict(const exec::SwitchRecord& s) {
+  if (!s.prediction_error.empty()) return "unavailable (" + s.prediction_error + ")";
+  if (!s.predicted.has_value()) return "not asked";
+  if (s.PredictionAgrees()) return "the same bytes";
+  std::vector<std::string> diffs;
+  const exec::PredictedTraffic& p = *s.predicted;
+  if (p.bytes_sent.size() != s.bytes_sent.size()) {
+    return "differs: it has " + std::to_string(p.bytes_sent.size()) + " ranks, the job " +
+           std::to_string(s.bytes_sent.size());
+  }
+  for (size_t r = 0; r < s.bytes_sent.size(); ++r) {
+    if (p.bytes_sent[r] != s.bytes_sent[r]) {
+      diffs.push_back("rank " + std::to_string(r) + " sends " + std::to_string(p.bytes_sent[r]) +
+                      " B (counted " + std::to_string(s.bytes_sent[r]) + " B)");
+    }
+    if (p.bytes_received[r] != s.bytes_received[r]) {
+      diffs.push_back("rank " + std::to_string(r) + " receives " +
+                      std::to_string(p.bytes_received[r]) + " B (counted " +
+                      std::to_string(s.bytes_received[r]) + " B)");
+    }
+  }
+  std::string out = "differs: ";
+  for (size_t i = 0; i < diffs.size(); ++i) out += (i == 0 ? "" : "; ") + diffs[i];
+  return out;
+}
+
+std::vector<int64_t> AsVector(const std::vector<int>& v) {
+  return std::vector<int64_t>(v.begin(), v.end());
+}
+
+Json PhasesReportJson(const exec::PhasesResult& r, const workload::PhaseSchedule& schedule,
+                      const workload::ModelSpec& model, exec::BackendKind backend,
+                      int world_size) {
+  Json j = Json::object();
+  j["model"] = model.name;
+  j["backend"] = std::string(exec::BackendKindName(backend));
+  j["device"] = r.device;
+  j["world_size"] = world_size;
+  j["phases_file"] = schedule.source;
+  Json phases = Json::array();
+  for (const exec::PhaseRecord& p : r.phases) {
+    Json e = Json::object();
+    e["name"] = p.name;
+    e["first_step"] = p.first_step;
+    e["steps"] = p.steps;
+    e["switched"] = p.switched;
+    e["plan"] = workload::PlanToJson(p.plan);
+    e["losses"] = p.losses;
+    e["grad_norms"] = p.grad_norms;
+    Json times = Json::object();
+    times["median"] = p.median_step_seconds;
+    times["samples"] = p.step_seconds;
+    e["step_time_s"] = times;
+    phases.push_back(e);
+  }
+  j["phases"] = phases;
+  Json switches = Json::array();
+  for (const exec::SwitchRecord& s : r.switches) {
+    Json e = Json::object();
+    e["from"] = schedule.phases[static_cast<size_t>(s.from_phase)].name;
+    e["to"] = schedule.phases[static_cast<size_t>(s.from_phase) + 1].name;
+    e["after_step"] = s.after_step;
+    e["same_layout"] = s.same_layout;
+    e["bytes_sent"] = s.bytes_sent;
+    e["bytes_received"] = s.bytes_received;
+    e["bytes_kept"] = s.planned_kept;
+    e["messages_sent"] = AsVector(s.messages_sent);
+    e["messages"] = s.messages;
+    e["transfers"] = s.transfers;
+    e["planning_s"] = s.planning_seconds;
+    e["exchange_s"] = s.exchange_seconds;
+    e["total_s"] = s.total_seconds;
+    Json model_bytes = Json::object();
+    if (s.predicted.has_value()) {
+      model_bytes["bytes_sent"] = s.predicted->bytes_sent;
+      model_bytes["bytes_received"] = s.predicted->bytes_received;
+      model_bytes["agrees"] = s.PredictionAgrees();
+    } else {
+      model_bytes["error"] = s.prediction_error;
+      model_bytes["agrees"] = false;
+    }
+    e["cost_model"] = model_bytes;
+    switches.push_back(e);
+  }
+  j["switches"] = switches;
+  return j;
+}
+
+std::string PhasesReportText(const exec::PhasesResult& r, const workload::PhaseSchedule& schedule,
+                             const workload::ModelSpec& model,
+                             const exec::ExecuteOptions& options, int world_size) {
+  std::ostringstream out;
+  int64_t steps = 0;
+  for (const exec::PhaseRecord& p : r.phases) steps += p.steps;
+  out << "Executed " << r.phases.size() << " phase" << (r.phases.size() == 1 ? "" : "s") << " ("
+      << steps << " steps) of " << schedule.source << ": " << model.name << " on " << world_size
+      << " rank" << (world_size == 1 ? "" : "s") << "\n";
+  out << "  backend " << exec::BackendKindName(options.backend) << " (" << r.device
+      << "), fp32, AdamW lr " << options.adam.learning_rate << "\n"
+      << SlowRanksLine(options) << "\n";
+
+  const std::vector<std::string> header = {"phase", "steps",      "plan",     "batch",
+                                           "first loss", "last loss", "median step"};
+  std::vector<std::vector<std::string>> rows;
+  for (const exec::PhaseRecord& p : r.phases) {
+    rows.push_back({p.name,
+                    std::to_string(p.steps) + " (" + std::to_string(p.first_step) + "-" +
+                        std::to_string(p.first_step + p.steps - 1) + ")",
+                    ShortPlan(p.plan),
+                    std::to_string(p.plan.global_batch_size) + " × " +
+                        std::to_string(p.plan.sequence_length) + " (micro " +
+                        std::to_string(p.plan.micro_batch_size) + ")",
+                    Fixed(p.losses.front(), 6), Fixed(p.losses.back(), 6),
+                    Fixed(1e3 * p.median_step_seconds, 3) + " ms"});
+  }
+  std::vector<size_t> widths(header.size());
+  for (size_t c = 0; c < header.size(); ++c) {
+    widths[c] = Width(header[c]);
+    for (const auto& row : rows) widths[c] = std::max(widths[c], Width(row[c]));
+  }
+  auto line = [&](const std::vector<std::string>& cells) {
+    std::string s = " ";
+    for (size_t c = 0; c < cells.size(); ++c) {
+      s += " " + (c + 1 == cells.size() ? cells[c] : Pad(cells[c], widths[c])) +
+           (c + 1 == cells.size() ? "" : " ");
+    }
+    out << s << "\n";
+  };
+  line(header);
+  for (const auto& row : rows) line(row);
+
+  if (r.switches.empty()) {
+    out << "\n  no switch: every phase runs the same plan\n";
+    return out.str();
+  }
+  out << "\n";
+  for (const exec::SwitchRecord& s : r.switches) {
+    const std::string& from = schedule.phases[static_cast<size_t>(s.from_phase)].name;
+    const std::string& to = schedule.phases[static_cast<size_t>(s.from_phase) + 1].name;
+    out << "  switch " << from << " → " << to << " after step " << s.after_step << ": ";
+    if (s.total_bytes() == 0) {
+      out << "nothing sent" << (s.same_layout ? " (the same layout)" : "");
+    } else {
+      out << SentLine(s.bytes_sent);
+    }
+    out << ", " << s.messages << " message" << (s.messages == 1 ? "" : "s") << ", "
+        << Fixed(1e3 * s.exchange_seconds, 1) << " ms (" << Fixed(1e3 * s.total_seconds, 1)
+        << " ms with planning and the new plan's start); cost model: " << CostModelVerdict(s)
+        << "\n";
+  }
+  return out.str();
+}
+
+// `orrery execute --phases FILE`: every rank reads and checks the file,
+// RunPhases runs it, rank 0 reports.
+int RunExecutePhases(const std::string& phases_path, const std::string& model_name,
+                     const exec::ExecuteOptions& options, OutputFormat format,
+                     const std::string& out_path, CommandIo& io) {
+  Result<std::unique_ptr<exec::MpiWorld>> joined = exec::MpiWorld::Join();
+  if (!joined.ok()) return ReportError(kCommand, joined.status(), io);
+  exec::MpiWorld& world = **joined;
+  const bool root = world.rank() == 0;
+  auto fail = [&](const Status& status) {
+    if (root) return ReportError(kCommand, status, io);
+    return kExitBadInput;
+  };
+  Result<workload::ModelSpec> model = workload::LoadModel(model_name);
+  if (!model.ok()) return fail(model.status());
+  Result<workload::PhaseSchedule> schedule = workload::LoadPhasesFile(phases_path);
+  if (!schedule.ok()) return fail(schedule.status());
+  Status checked = exec::CheckPhases(*model, *schedule, world.size());
+  if (!checked.ok()) return fail(checked);
+
+  // The switch cost model's bytes for the executor's fp32 state, to print
+  // beside the bytes counted (costmodel/reshard_cost.h).
+  const int devices_per_node = world.local_size();
+  const workload::ModelSpec& spec = *model;
+  exec::SwitchTrafficModel traffic_model =
+      [&spec, options, devices_per_node](const workload::Plan& from, const workload::Plan& to,
+                                         int ranks) -> Result<exec::PredictedTraffic> {
+    costmodel::StateLayoutOptions layout;
+    layout.bucket_parameters = options.bucket_parameters;
+    layout.bytes = costmodel::StateBytes::Fp32Adam();
+    ORRERY_ASSIGN_OR_RETURN(costmodel::ReshardTraffic traffic,
+                            costmodel::ComputeReshardTraffic(spec, from, ranks, to, ranks,
+                                                             devices_per_node, layout));
+    return exec::PredictedTraffic{traffic.bytes_sent, traffic.bytes_received};
+  };
+  Result<exec::PhasesResult> result =
+      exec::RunPhases(world, *model, *schedule, options, traffic_model);
+  if (!result.ok()) return fail(result.status());
+  if (!root) return kExitOk;
+
+  Json j = PhasesReportJson(*result, *schedule, *model, options.backend, world.size());
+  j["slow_ranks"] = SlowRanksJson(options);
+  if (!out_path.empty()) {
+    Status written = WriteFileAtomically(out_path, DumpJson(j));
+    if (!written.ok()) return ReportError(kCommand, written.WithContext("--out"), io);
+  }
+  if (format == OutputFormat::kJson) {
+    io.out << DumpJson(j);
+  } else {
+    io.out << PhasesReportText(*result, *schedule, *model, options, world.size());
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int RunExecute(const std::vector<std::string>& args, CommandIo& io) {
@@ -206,7 +542,15 @@ int RunExecute(const std::vector<std::string>& args, CommandIo& io) {
       ("trace-iterations", po::value<int>()->value_name("K"),
        "recorded steps after the timed ones (default 1 with --trace-out, else 0)")
       ("save-parameters", po::value<std::string>()->value_name("FILE"),
-       "write the full parameter tensors after the last step as JSON");
+       "write the full parameter tensors after the last step as JSON")
+      ("phases", po::value<std::string>()->value_name("FILE"),
+       "run the phases of a phases file, each under its plan, re-sharding at every "
+       "switch (replaces --plan and the plan flags)")
+      ("out", po::value<std::string>()->value_name("FILE"),
+       "also write the JSON report to FILE (atomically)")
+      ("slow-rank", po::value<std::vector<std::string>>()->composing()->value_name("RANK:FACTOR"),
+       "fault injection: every compute operator of RANK takes FACTOR (>= 1) times as long, "
+       "as `orrery simulate --slow-device` models it; repeatable");
   AddFormatOption(options);
   AddPlanOptions(options);
   po::variables_map vm;
@@ -232,6 +576,14 @@ int RunExecute(const std::vector<std::string>& args, CommandIo& io) {
   exec_options.warmup = vm["warmup"].as<int>();
   exec_options.seed = vm["seed"].as<uint64_t>();
   if (vm.count("lr") > 0) exec_options.adam.learning_rate = vm["lr"].as<float>();
+  if (vm.count("slow-rank") > 0) {
+    for (const std::string& text : vm["slow-rank"].as<std::vector<std::string>>()) {
+      Result<sim::SlowDevice> slow = sim::ParseSlowDevice(text);
+      if (!slow.ok()) return ReportError(kCommand, slow.status().WithContext("--slow-rank"), io);
+      auto [it, inserted] = exec_options.slow_ranks.emplace(slow->rank, slow->factor);
+      if (!inserted) it->second *= slow->factor;
+    }
+  }
   if (vm.count("bucket-parameters") > 0) {
     exec_options.bucket_parameters = vm["bucket-parameters"].as<int64_t>();
   }
@@ -253,6 +605,13 @@ int RunExecute(const std::vector<std::string>& args, CommandIo& io) {
   const std::string parameters_path =
       vm.count("save-parameters") > 0 ? vm["save-parameters"].as<std::string>() : "";
   exec_options.gather_parameters = !parameters_path.empty();
+  const std::string out_path = vm.count("out") > 0 ? vm["out"].as<std::string>() : "";
+  if (vm.count("phases") > 0) {
+    Status alone = PhasesExclusions(vm);
+    if (!alone.ok()) return ReportError(kCommand, alone, io);
+    return RunExecutePhases(vm["phases"].as<std::string>(), vm["model"].as<std::string>(),
+                            exec_options, *format, out_path, io);
+  }
 
   Result<std::unique_ptr<exec::MpiWorld>> joined = exec::MpiWorld::Join();
   if (!joined.ok()) return ReportError(kCommand, joined.status(), io);
@@ -301,9 +660,14 @@ int RunExecute(const std::vector<std::string>& args, CommandIo& io) {
         WriteFileAtomically(parameters_path, DumpJson(ParametersJson(result->parameters)));
     if (!written.ok()) return ReportError(kCommand, written, io);
   }
+  Json j = ReportJson(*result, *model, *plan, exec_options.backend, world.size());
+  j["slow_ranks"] = SlowRanksJson(exec_options);
+  j["trace_out"] = trace_dir.empty() ? Json(nullptr) : Json(trace_dir);
+  if (!out_path.empty()) {
+    Status written = WriteFileAtomically(out_path, DumpJson(j));
+    if (!written.ok()) return ReportError(kCommand, written.WithContext("--out"), io);
+  }
   if (*format == OutputFormat::kJson) {
-    Json j = ReportJson(*result, *model, *plan, exec_options.backend, world.size());
-    j["trace_out"] = trace_dir.empty() ? Json(nullptr) : Json(trace_dir);
     io.out << DumpJson(j);
   } else {
     io.out << ReportText(*result, *model, *plan, exec_options, world.size());

@@ -1,7 +1,9 @@
 // `orrery search`: the fastest plans that fit memory for a model on a
 // cluster (search/search.h, issue #6): an algorithm scores the space with
 // the analytical model, the best are re-scored by the event simulator.
+#include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -14,9 +16,11 @@
 #include "core/json.h"
 #include "core/progress.h"
 #include "core/units.h"
+#include "search/phases.h"
 #include "search/search.h"
 #include "search/space.h"
 #include "workload/hf_import.h"
+#include "workload/phases.h"
 #include "workload/plan.h"
 #include "workload/plan_json.h"
 
@@ -31,8 +35,10 @@ constexpr std::string_view kCommand = "search";
 constexpr std::string_view kUsage =
     "orrery search --model M --cluster C [--nodes N] --global-batch B [--seq-len S]\n"
     "                 [--memory-budget GiB] [--algorithm NAME] [--top K]\n"
-    "                 [--time-limit SECONDS] [--seed N] [--samples N] [--out plan.json]\n"
-    "                 [--format text|json]";
+    "                 [--time-limit SECONDS] [--seed N] [--samples N] [--analytical]\n"
+    "                 [--out plan.json] [--format text|json]\n"
+    "  orrery search --model M --cluster C [--nodes N] --phases FILE [--top K]\n"
+    "                 [--analytical] [--out phases-with-plans.json] [...]";
 
 constexpr std::string_view kDescription =
     "Searches the hybrid-parallel plans of a model on a cluster for the fastest\n"
@@ -63,7 +69,26 @@ constexpr std::string_view kDescription =
     "`orrery simulate --plan` and `orrery export --plan`.\n"
     "A calibrated cluster file (`orrery calibrate --out`) scores every plan with\n"
     "its measured operators, fitted collectives, optimizer step and overlap\n"
-    "slowdown, in the analytical model and the simulator alike.";
+    "slowdown, in the analytical model and the simulator alike.\n"
+    "--analytical ranks by the analytical model alone, with no event simulation\n"
+    "(what a cluster of thousands of devices needs: simulating one plan on\n"
+    "16,384 devices takes minutes, the search seconds).\n"
+    "\n"
+    "Phases (--phases FILE, docs/phases.md): training in phases, each with its\n"
+    "tokens or steps, sequence length, global batch and optionally its own\n"
+    "cluster or node count (the batch ramping up, the sequence growing for\n"
+    "long-context training, nodes lost or added). Each phase is searched; its\n"
+    "best --top K plans are candidates, and every candidate is scored on every\n"
+    "phase it can run in, on one scale. Switching plans between phases moves\n"
+    "parameters and optimizer states, in memory over the network or through a\n"
+    "checkpoint at the file's storage bandwidth, whichever is faster; a shortest\n"
+    "path over phases and candidates picks the plans with the least total time,\n"
+    "keeping a plan where switching would cost more than it gains. Prints each\n"
+    "phase's plan, iteration and phase time, each switch's bytes and time, and\n"
+    "the total against the best single plan for every phase. The phases give\n"
+    "the batch and sequence: --global-batch and --seq-len are refused with\n"
+    "--phases. --out writes the phases file with every phase's chosen plan\n"
+    "filled in, for `orrery execute --phases`.";
 
 constexpr std::string_view kExamples =
     "  orrery search --model gpt-1.7b --cluster dgx-a100-80gb --nodes 1 --global-batch 64 \\\n"
@@ -71,7 +96,18 @@ constexpr std::string_view kExamples =
     "  orrery search --model llama3-70b --cluster dgx-h100 --nodes 8 --global-batch 512 \\\n"
     "      --seq-len 4096 --top 3 --out best.json\n"
     "  orrery search --model bert-large --cluster dgx-a100-80gb --nodes 1 --global-batch 64 \\\n"
-    "      --memory-budget 8 --algorithm anneal --seed 2 --format json\n";
+    "      --memory-budget 8 --algorithm anneal --seed 2 --format json\n"
+    "  # Llama 3's 8K phase then its 128K long-context phase, plan by plan:\n"
+    "  cat > phases.json <<'EOF'\n"
+    "  {\"phases\": [\n"
+    "     {\"name\": \"8k\",   \"tokens\": \"15.6T\", \"seq_len\": 8192,   \"global_batch\": 2048},\n"
+    "     {\"name\": \"128k\", \"tokens\": \"800B\",  \"seq_len\": 131072, \"global_batch\": 128}],\n"
+    "   \"checkpoint\": {\"write_gb_per_s\": 1000}}\n"
+    "  EOF\n"
+    "  orrery search --model llama3-405b --cluster dgx-h100 --nodes 2048 --phases phases.json \\\n"
+    "      --analytical --out planned.json   # then: orrery execute --phases planned.json\n"
+    "  orrery search --model llama3-8b --cluster dgx-h100 --nodes 2 --algorithm exhaustive \\\n"
+    "      --analytical --phases experiments/phases/llama3-8b-8k-64k.json\n";
 
 std::string Fixed(double v, int digits) {
   char buf[64];
@@ -150,6 +186,7 @@ std::string TextReport(const search::SearchResult& r, const search::SearchReques
   out << "  pruned     " << Prunes(r) << "\n";
   out << "  time       " << Fixed(r.search_time_s, 2) << " s search + "
       << Fixed(r.rescore_time_s, 2) << " s simulating the best";
+  if (!request.rescore_with_simulator) out << " (--analytical: not simulated)";
   if (r.stopped_by_time_limit) out << " (stopped by --time-limit)";
   out << "\n";
   return out.str();
@@ -185,15 +222,87 @@ Json JsonReport(const search::SearchResult& r, Bytes budget) {
   return j;
 }
 
+// The phases file to write for `orrery execute --phases`: `schedule` with
+// its cluster files made absolute when they were relative to the read
+// file's folder, so they resolve wherever the written file lies.
+workload::PhaseSchedule WithPortableClusters(workload::PhaseSchedule schedule) {
+  namespace fs = std::filesystem;
+  const fs::path folder = fs::path(schedule.source).parent_path();
+  for (workload::TrainingPhase& phase : schedule.phases) {
+    if (phase.cluster.empty() || folder.empty()) continue;
+    std::error_code ec;
+    const fs::path beside = folder / phase.cluster;
+    if (fs::path(phase.cluster).is_relative() && fs::is_regular_file(beside, ec)) {
+      phase.cluster = fs::absolute(beside, ec).lexically_normal().string();
+    }
+  }
+  return schedule;
+}
+
+// `orrery search --phases FILE`: search/phases.h.
+int RunPhaseSearch(const po::variables_map& vm, const search::SearchRequest& base,
+                   const std::string& algorithm, OutputFormat format,
+                   const std::string& cluster_source, CommandIo& io) {
+  const std::string path = vm["phases"].as<std::string>();
+  Result<workload::PhaseSchedule> schedule = workload::LoadPhasesFile(path);
+  if (!schedule.ok()) return ReportError(kCommand, schedule.status(), io);
+  search::PhasePlanningRequest request;
+  request.model = base.model;
+  request.cluster = base.cluster;
+  request.schedule = std::move(*schedule);
+  request.algorithm = algorithm;
+  request.base = base;
+  const auto start = std::chrono::steady_clock::now();
+  const search::ProgressFn progress = [&](double, std::string_view note) {
+    if (!note.empty() && !IsQuiet()) {
+      io.err << "search --phases [" << Fixed(search::SecondsSince(start), 1) << " s] " << note
+             << std::endl;
+    }
+  };
+  Result<search::PhasePlan> plan = search::PlanPhases(request, progress);
+  if (!plan.ok()) return ReportError(kCommand, plan.status(), io);
+
+  const bool write = vm.count("out") > 0;
+  if (write) {
+    const workload::PhaseSchedule planned =
+        WithPortableClusters(search::ScheduleWithPlans(request, *plan));
+    Status written = WriteFileAtomically(vm["out"].as<std::string>(),
+                                         DumpJson(workload::PhasesToJson(planned)));
+    if (!written.ok()) return ReportError(kCommand, written, io);
+  }
+  if (format == OutputFormat::kJson) {
+    Json j = search::PhasePlanToJson(request, *plan);
+    j["phases_file"] = path;
+    j["calibrated"] = base.calibration != nullptr;
+    j["out"] = write ? Json(vm["out"].as<std::string>()) : Json(nullptr);
+    io.out << DumpJson(j);
+  } else {
+    io.out << search::PhasePlanToText(request, *plan);
+    if (base.calibration != nullptr) {
+      io.out << "  " << CalibrationLine(*base.calibration, cluster_source) << "\n";
+    }
+    if (write) {
+      io.out << "\n  phases with their plans written to " << vm["out"].as<std::string>()
+             << " (for orrery execute --phases)\n";
+    }
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int RunSearch(const std::vector<std::string>& args, CommandIo& io) {
   po::options_description options("Options");
   AddModelClusterOptions(options);
   options.add_options()
-      ("global-batch", po::value<int>()->value_name("B"), "samples per iteration (required)")
+      ("global-batch", po::value<int>()->value_name("B"),
+       "samples per iteration (required; not with --phases)")
       ("seq-len", po::value<int>()->value_name("S"),
-       "tokens per sample (default: the model's training sequence length)")
+       "tokens per sample (default: the model's training sequence length; not with --phases)")
+      ("phases", po::value<std::string>()->value_name("FILE"),
+       "plan every training phase of FILE (docs/phases.md) and the switches between them")
+      ("analytical", po::bool_switch(),
+       "rank by the analytical model only, no event simulation (thousands of devices)")
       ("memory-budget", po::value<double>()->value_name("GiB"),
        "usable memory per device in GiB (default: capacity less the 1 GiB reserve)")
       ("algorithm", po::value<std::string>()->value_name("NAME"),
@@ -208,7 +317,8 @@ int RunSearch(const std::vector<std::string>& args, CommandIo& io) {
       ("samples", po::value<int64_t>()->value_name("N"),
        "plans random and anneal evaluate (default 2000 and 4000)")
       ("out", po::value<std::string>()->value_name("FILE"),
-       "write the best plan as a plan file (for simulate --plan)");
+       "write the best plan as a plan file (for simulate --plan); with --phases, the "
+       "phases file with every phase's plan (for execute --phases)");
   AddFormatOption(options);
   po::variables_map vm;
   if (std::optional<int> code =
@@ -229,8 +339,21 @@ int RunSearch(const std::vector<std::string>& args, CommandIo& io) {
                                             "or a cluster JSON file)"),
                        io);
   }
-  if (vm.count("global-batch") == 0) {
-    return ReportError(kCommand, InvalidArgumentError("--global-batch is required"), io);
+  const bool phased = vm.count("phases") > 0;
+  if (phased) {
+    for (const char* option : {"global-batch", "seq-len"}) {
+      if (vm.count(option) > 0) {
+        return ReportError(
+            kCommand,
+            InvalidArgumentError(std::string("--") + option + ": with --phases every phase sets "
+                                 "its own global_batch and seq_len in the phases file; leave --" +
+                                 option + " out"),
+            io);
+      }
+    }
+  } else if (vm.count("global-batch") == 0) {
+    return ReportError(kCommand,
+                       InvalidArgumentError("--global-batch is required (or --phases FILE)"), io);
   }
   search::SearchRequest request;
   std::string cluster_source;
@@ -249,7 +372,7 @@ int RunSearch(const std::vector<std::string>& args, CommandIo& io) {
     }
     cluster_source = cluster->source;
   }
-  request.global_batch_size = vm["global-batch"].as<int>();
+  request.global_batch_size = phased ? 1 : vm["global-batch"].as<int>();
   if (request.global_batch_size < 1) {
     return ReportError(kCommand,
                        InvalidArgumentError("--global-batch: expected a positive integer, got " +
@@ -309,6 +432,8 @@ int RunSearch(const std::vector<std::string>& args, CommandIo& io) {
       !made.ok()) {
     return ReportError(kCommand, made.status(), io);
   }
+  request.rescore_with_simulator = !vm["analytical"].as<bool>();
+  if (phased) return RunPhaseSearch(vm, request, algorithm, *format, cluster_source, io);
   Result<search::Evaluator> evaluator = search::Evaluator::Create(request);
   if (!evaluator.ok()) return ReportError(kCommand, evaluator.status(), io);
   const Bytes budget = evaluator->memory_budget();

@@ -14,16 +14,16 @@
 //                   every tensor, the pipeline's stages, ZeRO's data-
 //                   parallel shards of flat buckets of units in backward
 //                   order, padded to a multiple of dp) and its choice of
-//                   sender (the old holder nearest after the destination
-//                   in rank order, cyclically), so that
+//                   sender (exec/reshard.h's rule, below), so that
 //                   for the executor's fp32 state (4-byte parameters, 8
 //                   bytes of Adam moments per element) the per-rank bytes
 //                   equal those exec::ExecuteReshard counts at its
-//                   Isend/Irecv calls (tests/exec/reshard_cost_test.cc).
-//                   Holdings are kept as rectangles of each full tensor
-//                   (rows × columns), never element by element, so a
-//                   switch of a 405B-parameter model on 16,384 ranks is
-//                   counted in seconds.
+//                   Isend/Irecv calls (tests/exec/reshard_cost_test.cc
+//                   against exec::PlanReshard, exec_reshard_checks over
+//                   MPI). Holdings are kept as rectangles of each full
+//                   tensor (rows × columns), never element by element, so
+//                   a switch of Llama-3-405B on 16,384 ranks is counted in
+//                   1 to 3 seconds (docs/switch-cost.md).
 //
 //   SwitchCost      time: in memory, each rank's bytes over its links
 //                   (intra-node fabric for peers on its node, its NIC
@@ -44,6 +44,7 @@
 
 #include "core/status.h"
 #include "core/units.h"
+#include "costmodel/collective.h"
 #include "topology/cluster_spec.h"
 #include "workload/model_spec.h"
 #include "workload/plan.h"
@@ -72,6 +73,7 @@ struct StateLayoutOptions {
 
 struct ReshardTraffic {
   int ranks = 0;  // max(old world, new world); rank r is device r in both
+  int devices_per_node = 1;  // as given: rank r is on node r / devices_per_node
   // Per rank.
   std::vector<int64_t> bytes_sent;
   std::vector<int64_t> bytes_received;
@@ -80,6 +82,8 @@ struct ReshardTraffic {
   std::vector<int64_t> received_off_node;
   std::vector<int> messages_sent;        // distinct destinations
   std::vector<int> messages_received;    // distinct sources
+  std::vector<int> messages_sent_off_node;  // of messages_sent, to other nodes
+  std::vector<int> messages_received_off_node;
   int64_t old_state_bytes = 0;  // distinct bytes of the state (every element once)
   int64_t new_state_bytes = 0;  // Σ over new ranks of the bytes each holds
 
@@ -91,12 +95,49 @@ struct ReshardTraffic {
 // The traffic of switching `model`'s state from plan `from` on
 // `from_ranks` ranks to plan `to` on `to_ranks` ranks, with
 // `devices_per_node` devices per node (rank r on node r / devices_per_node,
-// for sent_off_node). Layer-wise plans (tp, dp, ZeRO differing between
-// layers, which the executor does not run) are laid out unit by unit, each
-// layer its own bucket; context- and expert-parallel ranks hold the state
-// as data-parallel replicas do (ZeRO shards over dp × cp, as Megatron-LM's
-// distributed optimizer). InvalidArgument when a plan's devices differ from
-// its rank count or its layers are not the model's.
+// for the off-node counts).
+//
+// The layout of a plan (docs/switch-cost.md):
+//   * tensors: the executor's (exec/gpt_model.h) names, full shapes and
+//     tensor-parallel pieces — the fused [q | k | v] weight split by heads,
+//     SwiGLU's [gate | up], the vocabulary split of the word embeddings,
+//     norms and row-parallel biases whole on every tp rank; the head's own
+//     copy of tied word embeddings on the last stage; for MoE models
+//     (Mixtral) a replicated router and E/ep experts per expert-parallel
+//     rank, each split over tp as the dense MLP;
+//   * ranks: workload::RankGroups' grid (Megatron-Core's order); stages by
+//     the plan's partition and interleaving;
+//   * spaces: as runtime.h's TrainerLayout when every layer has the same
+//     tp, cp, dp, ep and ZeRO stage and the model is dense (the executor's
+//     case: ZeRO 0/1 buckets of units in backward order of at least
+//     bucket_parameters, ZeRO 2/3 one unit each); otherwise (layer-wise
+//     plans, MoE) one space per unit — each layer's block, its experts, the
+//     embedding (laid out by layer 0's strategy) and the head (by the last
+//     layer's);
+//   * sharding: ZeRO >= 1 pads a space to a multiple of the sharding group
+//     (dp × cp; the experts' dp × cp / ep) and gives its j-th rank the
+//     j-th shard; parameters are whole-space under ZeRO 0-2 and a shard
+//     under ZeRO 3, moments whole under ZeRO 0 and a shard otherwise.
+//     Context-parallel ranks hold the state as data-parallel replicas do
+//     (Megatron-LM's distributed optimizer shards over dp × cp).
+// Padding holds no state. The bytes of an element are options.bytes'.
+//
+// Per destination d (of n = max(from_ranks, to_ranks) ranks), the
+// distinct elements it needs under `to` that it held under `from` are
+// kept. The others come from old holders by exec/reshard.h's rule: for an
+// element with old holders H (ascending) and destinations D (ranks needing
+// it under `to` that did not hold it), each d ∈ D has a nearest holder
+// h0(d) = the h ∈ H minimizing (h − d) mod n; the destinations sharing
+// h0 = H[i], ordered by (h0 − d) mod n ascending, take H[i], H[i + 1], …
+// in turn (the j-th, from 0, gets H[(i + j) mod |H|]). H and D are constant
+// over each piece of a tensor the sweep yields (one old and one new holder
+// set), so the rule is applied once per piece, to all its bytes.
+//
+// InvalidArgument when a plan's devices (pp × tp × cp × dp of each layer)
+// differ from its rank count, its layers are not the model's, tp does not
+// divide the heads, kv heads or FFN, ep does not divide the experts and
+// dp × cp, or the partition does not fit; Unimplemented for encoder and
+// encoder-decoder models.
 Result<ReshardTraffic> ComputeReshardTraffic(const workload::ModelSpec& model,
                                              const workload::Plan& from, int from_ranks,
                                              const workload::Plan& to, int to_ranks,
@@ -116,12 +157,32 @@ struct SwitchCost {
   Duration time() const { return via_checkpoint ? *checkpoint : in_memory; }
 };
 
-// The time of `traffic` on `cluster` (its first node type's intra-node
-// bandwidth per device and NIC bandwidth per device; with a calibration,
-// its fitted point-to-point α added per message), and of a checkpoint at
-// `storage`. A switch moving no byte costs zero.
+// The time of `traffic` on `cluster` and of a checkpoint at `storage`.
+// Every rank sends and receives at once, each direction over its links:
+//   out(r) = on-node bytes sent / B_fabric + off-node bytes sent / B_nic(r)
+//            + α_node · on-node messages sent + α_net · off-node ones
+//   in(r)  = the same for what r receives
+//   in_memory = max over r of max(out(r), in(r))
+// with B_fabric the primary node type's fabric.bandwidth_per_device,
+// B_nic(r) its NicBandwidthPerDevice(r mod devices_per_node), and α the
+// time of a zero-byte send/recv between two devices of one node (α_node)
+// or of two nodes (α_net) from CollectiveModel — NCCL's point-to-point
+// latency (REFERENCES.md §2: base 8.4 µs + NVLink 3.4 µs on H100 nodes),
+// or a calibration's fitted send/recv. Through a checkpoint:
+//   checkpoint = old_state_bytes / write + new_state_bytes / read
+// (GB/s = 10⁹ B/s). via_checkpoint when it is strictly cheaper. A switch
+// moving no byte costs zero both ways. InvalidArgument when the cluster's
+// devices per node differ from the traffic's, a storage bandwidth is not
+// positive, or the traffic crosses nodes of a cluster without NICs.
 Result<SwitchCost> EstimateSwitchCost(const ReshardTraffic& traffic,
                                       const topology::ClusterSpec& cluster,
+                                      const std::optional<StorageBandwidth>& storage);
+
+// The same with `collectives`' figures: its cluster, and its calibration's
+// fitted send/recv latency where it has one (CollectiveModel::Estimate of a
+// zero-byte kSendRecv) as α.
+Result<SwitchCost> EstimateSwitchCost(const ReshardTraffic& traffic,
+                                      const CollectiveModel& collectives,
                                       const std::optional<StorageBandwidth>& storage);
 
 }  // namespace orrery::costmodel

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <set>
@@ -195,6 +196,37 @@ std::vector<Message> MessagesOf(const ReshardPlan& plan) {
   return out;
 }
 
+// The sender of each destination of one element (exec/reshard.h's rule):
+// sources[k] for dests[k]. Destinations whose nearest holder at or after
+// them, cyclically, is holders[i] form group i; the group's destinations,
+// nearest to holders[i] first (descending rank, cyclically), take
+// holders[i], holders[i + 1], … in turn, wrapping. Walking the
+// destinations below holders[0] downwards and then the rest downwards
+// from the top visits every group whole and each in that order (group 0,
+// the cyclic one, is the first walk and the start of the second).
+// REQUIRES: holders non-empty and ascending; dests ascending, none a holder.
+void DealSenders(const std::vector<int>& holders, const std::vector<int>& dests,
+                 std::vector<int>& sources) {
+  sources.assign(dests.size(), 0);
+  const size_t below = static_cast<size_t>(
+      std::lower_bound(dests.begin(), dests.end(), holders.front()) - dests.begin());
+  size_t group = holders.size();  // none yet
+  size_t j = 0;
+  auto deal = [&](size_t k) {
+    size_t nearest = static_cast<size_t>(
+        std::upper_bound(holders.begin(), holders.end(), dests[k]) - holders.begin());
+    if (nearest == holders.size()) nearest = 0;
+    if (nearest != group) {
+      group = nearest;
+      j = 0;
+    }
+    sources[k] = holders[(nearest + j) % holders.size()];
+    ++j;
+  };
+  for (size_t k = below; k-- > 0;) deal(k);
+  for (size_t k = dests.size(); k-- > below;) deal(k);
+}
+
 Status CheckStateMatches(const StateMap& map, const TrainerState& state) {
   const std::string who = "trainer state of rank " + std::to_string(map.rank);
   if (state.spaces.size() != map.parameter_elements.size()) {
@@ -346,39 +378,57 @@ Result<ReshardPlan> PlanReshard(const std::vector<StateMap>& from,
     }
   }
 
-  // Per (kind, tensor): elementary segments of the tensor and the old
-  // holders of each, from a sweep over every old run's ends.
+  // Per (kind, tensor): elementary segments of the tensor — cut at every
+  // old and new run's ends — with the old holders of each, its new
+  // holders, and the sender of each destination (DealSenders).
   struct Segment {
     int64_t begin = 0;
     int64_t end = 0;
     std::vector<int> holders;  // ascending
+    std::vector<int> needers;  // ascending: ranks that hold it in the new layout
+    std::vector<std::pair<int, int>> senders;  // (destination, source), ascending
   };
   std::map<Key, std::vector<Segment>> segments;
   {
-    std::map<Key, std::vector<std::tuple<int64_t, int64_t, int>>> runs;  // begin, end, rank
+    // begin, end, rank, new layout?
+    std::map<Key, std::vector<std::tuple<int64_t, int64_t, int, bool>>> runs;
     for (int r = 0; r < n; ++r) {
       for (const StateRun& run : from[static_cast<size_t>(r)].runs) {
-        runs[KeyOf(run)].emplace_back(run.begin, End(run), r);
+        runs[KeyOf(run)].emplace_back(run.begin, End(run), r, false);
+      }
+      for (const StateRun& run : to[static_cast<size_t>(r)].runs) {
+        runs[KeyOf(run)].emplace_back(run.begin, End(run), r, true);
       }
     }
     for (auto& [key, list] : runs) {
       std::vector<int64_t> cuts;
-      for (const auto& [b, e, r] : list) {
+      for (const auto& [b, e, r, fresh] : list) {
         cuts.push_back(b);
         cuts.push_back(e);
       }
       std::sort(cuts.begin(), cuts.end());
       cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
       std::vector<Segment>& out = segments[key];
-      for (size_t i = 0; i + 1 < cuts.size(); ++i) out.push_back({cuts[i], cuts[i + 1], {}});
-      for (const auto& [b, e, r] : list) {
+      for (size_t i = 0; i + 1 < cuts.size(); ++i) out.push_back({cuts[i], cuts[i + 1], {}, {}, {}});
+      for (const auto& [b, e, r, fresh] : list) {
         auto it = std::lower_bound(out.begin(), out.end(), b,
                                    [](const Segment& s, int64_t v) { return s.begin < v; });
-        for (; it != out.end() && it->begin < e; ++it) it->holders.push_back(r);
+        for (; it != out.end() && it->begin < e; ++it) {
+          (fresh ? it->needers : it->holders).push_back(r);
+        }
       }
+      std::vector<int> dests, sources;
       for (Segment& s : out) {
-        std::sort(s.holders.begin(), s.holders.end());
-        s.holders.erase(std::unique(s.holders.begin(), s.holders.end()), s.holders.end());
+        for (std::vector<int>* ranks : {&s.holders, &s.needers}) {
+          std::sort(ranks->begin(), ranks->end());
+          ranks->erase(std::unique(ranks->begin(), ranks->end()), ranks->end());
+        }
+        if (s.holders.empty()) continue;  // reported below if some rank needs it
+        dests.clear();
+        std::set_difference(s.needers.begin(), s.needers.end(), s.holders.begin(),
+                            s.holders.end(), std::back_inserter(dests));
+        DealSenders(s.holders, dests, sources);
+        for (size_t k = 0; k < dests.size(); ++k) s.senders.emplace_back(dests[k], sources[k]);
       }
     }
   }
@@ -418,13 +468,14 @@ Result<ReshardPlan> PlanReshard(const std::vector<StateMap>& from,
             if (std::binary_search(it->holders.begin(), it->holders.end(), d)) {
               plan.bytes_kept[static_cast<size_t>(d)] += bytes;
             } else {
-              int src = it->holders.front();
-              for (int h : it->holders) {
-                if (plan.bytes_sent[static_cast<size_t>(h)] <
-                    plan.bytes_sent[static_cast<size_t>(src)]) {
-                  src = h;
-                }
-              }
+              const auto sender = std::lower_bound(
+                  it->senders.begin(), it->senders.end(), std::make_pair(d, 0),
+                  [](const std::pair<int, int>& a, const std::pair<int, int>& b) {
+                    return a.first < b.first;
+                  });
+              ORRERY_CHECK(sender != it->senders.end() && sender->first == d)
+                  << "rank " << d << " needs " << StateKindName(key.first) << " " << key.second;
+              const int src = sender->second;
               plan.bytes_sent[static_cast<size_t>(src)] += bytes;
               plan.bytes_received[static_cast<size_t>(d)] += bytes;
               std::vector<StateTransfer>& list = by_pair[{src, d}];

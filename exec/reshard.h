@@ -22,16 +22,33 @@
 //
 //   ReshardPlan    pure: for every element each rank needs under the new
 //                  layout, one source. A rank that held the element keeps
-//                  its own copy (no transfer). Otherwise the source is one
-//                  of the element's old holders, chosen greedily: the
-//                  destinations are visited in rank order, each one's
-//                  missing elements in (kind, tensor, element) order, cut
-//                  where the set of old holders changes; each piece goes to
-//                  the holder that has been given the fewest bytes to send
-//                  so far, ties to the lowest rank. Deterministic (every
-//                  rank computes the same plan), and it spreads the sending
-//                  over replicas. The plan lists transfers and per-rank
-//                  totals of bytes sent and received (4 bytes an element).
+//                  its own copy (no transfer). The others — the element's
+//                  destinations D, each needing it and not holding it —
+//                  are dealt over its old holders H (ascending rank), on
+//                  n ranks:
+//                    1. each d ∈ D has a nearest holder h0(d), the h ∈ H
+//                       minimizing (h − d) mod n (at or after d in rank
+//                       order, cyclically);
+//                    2. the destinations of one nearest holder h0 = H[i],
+//                       ordered by (h0 − d) mod n ascending (the one just
+//                       before h0 first; distinct d, so no ties), take
+//                       H[i], H[i + 1], H[i + 2], … in turn, wrapping
+//                       around H: the j-th (from 0) gets H[(i + j) mod |H|].
+//                  A destination alone with its nearest holder (the usual
+//                  case within a stage: tp is innermost in Megatron's rank
+//                  order, so the nearest holder is usually on its node)
+//                  gets that holder; many destinations sharing one (a
+//                  stage moving to other ranks: every rank of the old
+//                  stage 2k needing stage 2k + 1's state, whose nearest
+//                  holder is the same first replica) are spread over all
+//                  replicas, one each in turn, instead of all falling on
+//                  one. The rule is deterministic (every rank computes the
+//                  same plan) and a function of the element's H and D
+//                  alone, so the switch cost model
+//                  (costmodel/reshard_cost.h) applies it to each piece of
+//                  a tensor with one H and one D and counts the same bytes
+//                  per rank. The plan lists transfers and per-rank totals
+//                  of bytes sent and received (4 bytes an element).
 //
 //   ExecuteReshard over a Communicator of the whole world (MPI on the cpu
 //                  backend, NCCL on cuda): one message per (source,

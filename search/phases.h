@@ -24,6 +24,16 @@
 //      every phase with no switch (nullopt when no candidate runs in every
 //      phase, e.g. the cluster changes), for comparison.
 //
+// The scale: the analytical estimate (sim/analytical.h) when
+// base.rescore_with_simulator is false, the event simulation otherwise
+// (every candidate simulated on every phase it runs in: slow at thousands
+// of devices). Rank r is device r in every phase: a phase with fewer nodes
+// keeps the first nodes of the previous one. Two phases run on the same
+// machines when one's cluster is the other's with another node count
+// (ClusterSpec::WithNodes); when the machines change (another "cluster"),
+// the state moves through the checkpoint storage only, so the schedule
+// must give its bandwidth, and even keeping a plan pays for it.
+//
 // Thread-safety: functions of their arguments; the searches use every core
 // through OpenMP.
 #ifndef ORRERY_SEARCH_PHASES_H_
@@ -67,13 +77,21 @@ struct PhaseScore {
   std::string why_not;        // when !runs
   Duration iteration_time;
   double phase_seconds = 0;   // steps × iteration_time
+  Bytes peak_memory;          // when runs
+  bool simulated = false;     // iteration_time from the event simulator
 };
 
 struct PlannedPhase {
   std::string name;
   int64_t steps = 0;
   double tokens = 0;
+  int global_batch_size = 0;
+  int sequence_length = 0;
+  std::string cluster;        // the phase's cluster's name
   int devices = 0;
+  // The machines differ from the previous phase's (another cluster, not
+  // only another node count): the state moves through the checkpoint.
+  bool machines_change = false;
   int chosen = 0;             // index into PhasePlan::candidates
   int best = 0;               // the phase's own best candidate
   Duration iteration_time;    // of the chosen candidate
@@ -85,6 +103,11 @@ struct PlannedPhase {
   // When chosen != best: why (e.g. "keeping costs 12.3 s over the phase,
   // switching 40.1 s").
   std::string note;
+  // When chosen != best, the numbers of the note: what the phase's own best
+  // would save over the phase, and what switching into it from the
+  // previous phase's plan would cost (nullopt for the first phase).
+  double best_saving_seconds = 0;
+  std::optional<double> best_switch_seconds;
   double search_time_s = 0;
 };
 
@@ -95,6 +118,9 @@ struct PhasePlan {
   std::vector<PlannedPhase> phases;
   double total_seconds = 0;                 // phases + switches
   double switch_seconds = 0;
+  int switches = 0;                         // phases entered with a switch
+  int switch_costs_computed = 0;            // pairs the schedule priced
+  bool simulated = false;                   // the scale (header)
   std::optional<int> best_single;           // candidate index
   std::optional<double> best_single_seconds;
 };
@@ -108,12 +134,20 @@ Result<PhasePlan> PlanPhases(const PhasePlanningRequest& request,
 // Step 4 alone, for tests and other callers: the least-total path through
 // `phase_seconds[p][c]` (infinity: c cannot run in p) with
 // `switch_seconds(p, a, b)` the cost of entering phase p with candidate b
-// after a (called only for p >= 1, a != b, both finite). Returns the
-// candidate per phase. FailedPrecondition when some phase has no finite
-// candidate.
+// after a (called only for p >= 1, a != b, both finite, and only where it
+// can change the answer: a predecessor already as costly as the best found
+// is not priced, since a switch costs >= 0; a negative, infinite or NaN
+// cost means the switch cannot be made). With `keeping_moves_state[p]`
+// true, staying on the same candidate into phase p is priced too
+// (switch_seconds(p, a, a)): the machines change there. Ties go to
+// keeping the previous candidate, then to the lower index, so the answer
+// is deterministic. Returns the candidate per phase. FailedPrecondition
+// naming the phase (by index) when it has no finite candidate or none can
+// be reached.
 Result<std::vector<int>> ChooseSchedule(
     const std::vector<std::vector<double>>& phase_seconds,
-    const std::function<double(int phase, int from, int to)>& switch_seconds);
+    const std::function<double(int phase, int from, int to)>& switch_seconds,
+    const std::vector<bool>& keeping_moves_state = {});
 
 // The report: text table (phase, steps, plan, iteration, phase time,
 // switch in and how, note; then total vs best single plan) and JSON.

@@ -169,6 +169,31 @@ TEST(ExecuteCli, RefusesAPlanThatNeedsMoreRanksThanTheJobHas) {
   EXPECT_EQ(run.out, "");
 }
 
+// --slow-rank injects a straggler: the same losses (only time changes),
+// the injection reported; a rank outside the job is refused.
+TEST(ExecuteCli, ASlowRankChangesTheTimeNotTheTraining) {
+  CliRun healthy = RunShell(Command(2, "--model gpt-tiny --dp 2" + std::string(kCommon)));
+  ASSERT_EQ(healthy.exit_code, 0) << healthy.err;
+  CliRun slow =
+      RunShell(Command(2, "--model gpt-tiny --dp 2 --slow-rank 1:3" + std::string(kCommon)));
+  ASSERT_EQ(slow.exit_code, 0) << slow.err;
+  const Json h = *ParseJson(healthy.out, "healthy");
+  const Json f = *ParseJson(slow.out, "slow");
+  EXPECT_EQ(f["losses"], h["losses"]);
+  ASSERT_EQ(f["slow_ranks"].size(), 1u);
+  EXPECT_EQ(f["slow_ranks"][0]["rank"], 1);
+  EXPECT_EQ(f["slow_ranks"][0]["factor"], 3.0);
+  EXPECT_TRUE(h["slow_ranks"].empty());
+
+  CliRun bad = RunShell(Command(2, "--model gpt-tiny --dp 2 --slow-rank 2:1.5" +
+                                       std::string(kCommon)));
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("slow rank 2"));
+  CliRun malformed = RunShell(Command(1, "--model gpt-tiny --slow-rank 1" + std::string(kCommon)));
+  EXPECT_EQ(malformed.exit_code, 2);
+  EXPECT_THAT(malformed.err, HasSubstr("--slow-rank"));
+}
+
 TEST(ExecuteCli, ReportsTimesThroughputLossesAndMemoryAsJson) {
   CliRun run = RunShell(Command(
       2, "--model gpt-tiny --pp 2 --backend cpu --iterations 2 --warmup 1 --format json "

@@ -12,7 +12,9 @@
 //     executor's tolerances against the single-rank run, docs/executor.md
 //     "Correctness"); the first 3 steps equal the old plan's exactly;
 //   * the bytes this rank sent and received, counted at the communicator,
-//     to equal the plan's per-rank totals exactly;
+//     to equal the plan's per-rank totals exactly, and the switch cost
+//     model's (costmodel/reshard_cost.h, fp32 Adam state), as its
+//     messages do;
 //   * each session's layout to equal TrainerStateLayout's for its rank.
 // Rank 0 prints one line: the plan's bytes per rank and the exchange time.
 //
@@ -26,6 +28,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "costmodel/reshard_cost.h"
 #include "exec/backend.h"
 #include "exec/communicator.h"
 #include "exec/mpi_world.h"
@@ -151,6 +154,31 @@ void CheckSwitch(MpiWorld& world, BackendKind backend_kind, const Plan& old_plan
   findings.Expect(moved.bytes_received == plan.bytes_received[me],
                   "received " + std::to_string(moved.bytes_received) + " bytes, the plan says " +
                       std::to_string(plan.bytes_received[me]));
+  // The switch cost model counts the same bytes and messages, from the
+  // plans alone.
+  costmodel::StateLayoutOptions layout;
+  layout.bucket_parameters = options.bucket_parameters;
+  layout.bytes = costmodel::StateBytes::Fp32Adam();
+  Result<costmodel::ReshardTraffic> predicted = costmodel::ComputeReshardTraffic(
+      model, old_plan, world.size(), new_plan, world.size(), world.local_size(), layout);
+  findings.Expect(predicted.ok(), "ComputeReshardTraffic: " + predicted.status().ToString());
+  if (predicted.ok()) {
+    findings.Expect(moved.bytes_sent == predicted->bytes_sent[me],
+                    "sent " + std::to_string(moved.bytes_sent) +
+                        " bytes, the switch cost model says " +
+                        std::to_string(predicted->bytes_sent[me]));
+    findings.Expect(moved.bytes_received == predicted->bytes_received[me],
+                    "received " + std::to_string(moved.bytes_received) +
+                        " bytes, the switch cost model says " +
+                        std::to_string(predicted->bytes_received[me]));
+    findings.Expect(moved.messages_sent == predicted->messages_sent[me] &&
+                        moved.messages_received == predicted->messages_received[me],
+                    "messages sent/received " + std::to_string(moved.messages_sent) + "/" +
+                        std::to_string(moved.messages_received) +
+                        ", the switch cost model says " +
+                        std::to_string(predicted->messages_sent[me]) + "/" +
+                        std::to_string(predicted->messages_received[me]));
+  }
   for (int i = 0; i < kSteps; ++i) {
     const size_t k = static_cast<size_t>(i);
     for (const auto* reference : {&old_only, &new_only}) {

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -283,30 +284,46 @@ TEST(ApplyReshardOnHost, SmallBucketsAndFourRanksRoundTripToo) {
   for (size_t r = 0; r < 4; ++r) EXPECT_TRUE(SameState(again[r], state_a[r])) << r;
 }
 
-TEST(PlanReshard, SpreadsTheSendingOverTheReplicasThatHoldAnElement) {
-  // pp 2 × dp 2 → dp 4: the two stage-1 replicas hold what the stage-0
-  // ranks lack (and the reverse); each replica sends about half.
+TEST(PlanReshard, DealsDestinationsSharingANearestHolderOverTheReplicas) {
+  // pp 2 × dp 2 → dp 4: ranks 0, 1 held stage 0, ranks 2, 3 stage 1.
+  // Stage 1's state: holders {2, 3}, destinations {0, 1}, both with
+  // nearest holder at or after them rank 2; nearest first, rank 1 takes
+  // rank 2 and rank 0 the next replica, rank 3. Stage 0's: holders {0, 1},
+  // destinations {2, 3}, both nearest (cyclically) to rank 0; rank 3 takes
+  // rank 0, rank 2 rank 1. Every rank sends its stage's own state once
+  // (the old rule had ranks 0 and 2 send twice, ranks 1 and 3 nothing).
   const ModelSpec model = GptTiny();
   const std::vector<StateMap> from = Maps(model, TinyPlan(model, 2, LayerStrategy{.dp = 2}), 4);
   const std::vector<StateMap> to = Maps(model, TinyPlan(model, 1, LayerStrategy{.dp = 4}), 4);
   Result<ReshardPlan> plan = PlanReshard(from, to);
   ASSERT_TRUE(plan.ok()) << plan.status().message();
-  int64_t largest = 0;
-  for (const StateTransfer& t : plan->transfers) largest = std::max(largest, t.bytes());
-  // Replicas of one stage: the ranks with the same stage in from[].
-  std::map<int, std::vector<int64_t>> sent_by_stage;
-  for (int r = 0; r < 4; ++r) {
-    Result<TrainerLayout> layout = TrainerStateLayout(
-        model, TinyPlan(model, 2, LayerStrategy{.dp = 2}), ExecuteOptions{}, 4, r);
-    ASSERT_TRUE(layout.ok());
-    sent_by_stage[layout->stage].push_back(plan->bytes_sent[static_cast<size_t>(r)]);
-  }
-  for (const auto& [stage, sent] : sent_by_stage) {
-    ASSERT_EQ(sent.size(), 2u);
-    EXPECT_GT(sent[0], 0) << "stage " << stage;
-    EXPECT_GT(sent[1], 0) << "stage " << stage;
-    EXPECT_LE(std::abs(sent[0] - sent[1]), largest) << "stage " << stage;
-  }
+  std::set<std::pair<int, int>> pairs;
+  for (const StateTransfer& t : plan->transfers) pairs.insert({t.src, t.dst});
+  EXPECT_EQ(pairs, (std::set<std::pair<int, int>>{{0, 3}, {1, 2}, {2, 1}, {3, 0}}));
+  const int64_t stage1_only = kKinds * kBytesPerElement * (2 * kLayer + 2 * kH);
+  const int64_t stage0_only = kKinds * kBytesPerElement * (2 * kLayer + kPositions);
+  EXPECT_EQ(plan->bytes_sent,
+            (std::vector<int64_t>{stage0_only, stage0_only, stage1_only, stage1_only}));
+  EXPECT_EQ(plan->bytes_received,
+            (std::vector<int64_t>{stage1_only, stage1_only, stage0_only, stage0_only}));
+}
+
+TEST(PlanReshard, GivesEachDestinationItsOwnNearestHolderWhenItHasOne) {
+  // tp 2 × dp 2 → dp 4 (4 ranks, tp innermost): ranks 0, 2 held tp rank
+  // 0's half of every split tensor, ranks 1, 3 tp rank 1's. Rank 0 lacks
+  // the second half, nearest at or after it on rank 1; rank 2 lacks it too,
+  // nearest on rank 3: two groups of one, each served by its own nearest
+  // holder. Rank 1 lacks the first half: nearest rank 2; rank 3's,
+  // cyclically, rank 0.
+  const ModelSpec model = GptTiny();
+  const std::vector<StateMap> from =
+      Maps(model, TinyPlan(model, 1, LayerStrategy{.tp = 2, .dp = 2}), 4);
+  const std::vector<StateMap> to = Maps(model, TinyPlan(model, 1, LayerStrategy{.dp = 4}), 4);
+  Result<ReshardPlan> plan = PlanReshard(from, to);
+  ASSERT_TRUE(plan.ok()) << plan.status().message();
+  std::set<std::pair<int, int>> pairs;
+  for (const StateTransfer& t : plan->transfers) pairs.insert({t.src, t.dst});
+  EXPECT_EQ(pairs, (std::set<std::pair<int, int>>{{1, 0}, {2, 1}, {3, 2}, {0, 3}}));
 }
 
 TEST(PlanReshard, IsTheSameWhicheverRankComputesIt) {
