@@ -17,6 +17,7 @@
 #include "cli/subcommands.h"
 #include "core/file.h"
 #include "core/json.h"
+#include "core/text.h"
 #include "costmodel/calibration.h"
 #include "costmodel/calibration_json.h"
 #include "topology/cluster_spec.h"
@@ -89,31 +90,18 @@ std::string Percent(double fraction) {
   return buf;
 }
 
-// Characters of UTF-8 text (quantities may hold "×", "α", "σ").
-size_t Width(const std::string& s) {
-  size_t n = 0;
-  for (const char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80 ? 1 : 0;
-  return n;
-}
-
-std::string Pad(std::string s, size_t width) {
-  const size_t w = Width(s);
-  if (w < width) s.append(width - w, ' ');
-  return s;
-}
-
 // Rows of cells as aligned columns, two spaces apart, indented by two.
 std::string Table(const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> widths;
   for (const auto& row : rows) {
     if (widths.size() < row.size()) widths.resize(row.size(), 0);
-    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], Width(row[i]));
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], TextWidth(row[i]));
   }
   std::ostringstream out;
   for (const auto& row : rows) {
     std::string line = "  ";
     for (size_t i = 0; i < row.size(); ++i) {
-      line += i + 1 == row.size() ? row[i] : Pad(row[i], widths[i] + 2);
+      line += i + 1 == row.size() ? row[i] : PadText(row[i], widths[i] + 2);
     }
     while (!line.empty() && line.back() == ' ') line.pop_back();
     out << line << "\n";

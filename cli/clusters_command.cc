@@ -13,6 +13,7 @@
 
 #include "cli/subcommands.h"
 #include "core/json.h"
+#include "core/text.h"
 #include "topology/cluster_spec.h"
 #include "topology/cluster_spec_json.h"
 #include "topology/presets.h"
@@ -84,11 +85,6 @@ Json JsonNumber(double v) {
     return static_cast<int64_t>(rounded);
   }
   return rounded;
-}
-
-std::string Pad(std::string s, size_t width) {
-  if (s.size() < width) s.resize(width, ' ');
-  return s;
 }
 
 bool IsGpuNode(const NodeType& t) { return t.fabric.kind != FabricKind::kSharedMemory; }
@@ -181,7 +177,7 @@ std::string Describe(const ClusterSpec& spec) {
   } else {
     out << (spec.network.rail_optimized ? " (rail-optimized)\n" : "\n");
     for (const topology::NetworkTier& tier : spec.network.tiers) {
-      out << "  " << Pad(tier.name, 17) << " "
+      out << "  " << PadText(tier.name, 17) << " "
           << (tier.nodes_per_switch.has_value()
                   ? std::to_string(*tier.nodes_per_switch) + " nodes per switch"
                   : std::string("top tier, spans every node"))
@@ -234,11 +230,11 @@ int ListLinks(const ClusterSpec& spec, OutputFormat format, CommandIo& io) {
   std::ostringstream out;
   out << topo.num_links() << " directed links of cluster " << spec.name << " ("
       << topo.num_nodes() << " node(s), " << topo.num_devices() << " devices)\n\n";
-  out << Pad("link", width + 2) << Pad("kind", 12) << Pad("GB/s", 9) << "latency\n";
+  out << PadText("link", width + 2) << PadText("kind", 12) << PadText("GB/s", 9) << "latency\n";
   for (size_t i = 0; i < topo.num_links(); ++i) {
     const topology::Link& link = topo.link(topology::LinkId(static_cast<uint32_t>(i)));
-    out << Pad(link.name, width + 2) << Pad(std::string(LinkKindName(link.kind)), 12)
-        << Pad(Num(link.bandwidth.ToGBps()), 9) << FormatDuration(link.latency) << "\n";
+    out << PadText(link.name, width + 2) << PadText(std::string(LinkKindName(link.kind)), 12)
+        << PadText(Num(link.bandwidth.ToGBps()), 9) << FormatDuration(link.latency) << "\n";
   }
   out << "\n`orrery simulate --degrade-link NAME:FACTOR` takes a link's name (that direction)\n"
          "or a vertex's, the part before or after \"->\" (every link into and out of it).\n";
@@ -297,7 +293,7 @@ int ListPresets(OutputFormat format, CommandIo& io) {
   for (const auto& row : rows) {
     std::string line;
     for (size_t c = 0; c < row.size(); ++c) {
-      line += c + 1 == row.size() ? row[c] : Pad(row[c], widths[c] + 2);
+      line += c + 1 == row.size() ? row[c] : PadText(row[c], widths[c] + 2);
     }
     out << line << "\n";
   }

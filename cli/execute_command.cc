@@ -22,6 +22,7 @@
 #include "cli/subcommands.h"
 #include "core/file.h"
 #include "core/json.h"
+#include "core/text.h"
 #include "core/units.h"
 #include "costmodel/reshard_cost.h"
 #include "exec/backend.h"
@@ -286,14 +287,8 @@ std::string ShortPlan(const workload::Plan& plan) {
 }
 
 // Display width of UTF-8 text (code points; the table has no wide glyphs).
-size_t Width(const std::string& s) {
-  size_t n = 0;
-  for (const unsigned char c : s) n += (c & 0xC0) != 0x80 ? 1 : 0;
-  return n;
-}
-
-std::string Pad(const std::string& s, size_t width) {
-  const size_t w = Width(s);
+std::string PadText(const std::string& s, size_t width) {
+  const size_t w = TextWidth(s);
   return w >= width ? s : s + std::string(width - w, ' ');
 }
 
@@ -427,13 +422,13 @@ std::string PhasesReportText(const exec::PhasesResult& r, const workload::PhaseS
   }
   std::vector<size_t> widths(header.size());
   for (size_t c = 0; c < header.size(); ++c) {
-    widths[c] = Width(header[c]);
-    for (const auto& row : rows) widths[c] = std::max(widths[c], Width(row[c]));
+    widths[c] = TextWidth(header[c]);
+    for (const auto& row : rows) widths[c] = std::max(widths[c], TextWidth(row[c]));
   }
   auto line = [&](const std::vector<std::string>& cells) {
     std::string s = " ";
     for (size_t c = 0; c < cells.size(); ++c) {
-      s += " " + (c + 1 == cells.size() ? cells[c] : Pad(cells[c], widths[c])) +
+      s += " " + (c + 1 == cells.size() ? cells[c] : PadText(cells[c], widths[c])) +
            (c + 1 == cells.size() ? "" : " ");
     }
     out << s << "\n";

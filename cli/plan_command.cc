@@ -8,6 +8,7 @@
 #include "cli/subcommands.h"
 #include "core/file.h"
 #include "core/json.h"
+#include "core/text.h"
 #include "topology/cluster_spec.h"
 #include "workload/model_spec.h"
 #include "workload/plan.h"
@@ -51,11 +52,6 @@ constexpr std::string_view kExamples =
     "  orrery plan --model llama3-70b --cluster dgx-h100 --nodes 8 --plan llama70b.plan.json\n"
     "  orrery plan --model mixtral-8x7b --cluster dgx-h100 --nodes 4 --tp 2 --pp 4 --ep 4 \\\n"
     "      --global-batch 256 --zero 1 --format json\n";
-
-std::string Pad(std::string s, size_t width) {
-  if (s.size() < width) s.resize(width, ' ');
-  return s;
-}
 
 std::string GroupText(const std::vector<int>& group) {
   std::string s = "[";
@@ -127,19 +123,19 @@ std::string TextReport(const Plan& plan, const workload::ModelSpec& model,
   group_line(ParallelDim::kEp, first.ep);
   group_line(ParallelDim::kPp, plan.pp);
 
-  out << "\n  " << Pad("layers", 10) << Pad("tp", 4) << Pad("cp", 4) << Pad("dp", 4)
-      << Pad("ep", 4) << Pad("zero", 6) << Pad("sp", 5) << Pad("recompute", 11)
+  out << "\n  " << PadText("layers", 10) << PadText("tp", 4) << PadText("cp", 4) << PadText("dp", 4)
+      << PadText("ep", 4) << PadText("zero", 6) << PadText("sp", 5) << PadText("recompute", 11)
       << "micro-batch\n";
   size_t i = 0;
   while (i < plan.layers.size()) {
     size_t end = i;
     while (end + 1 < plan.layers.size() && plan.layers[end + 1] == plan.layers[i]) ++end;
     const LayerStrategy& l = plan.layers[i];
-    out << "  " << Pad(workload::LayerRangeName(static_cast<int>(i), static_cast<int>(end)), 10)
-        << Pad(std::to_string(l.tp), 4) << Pad(std::to_string(l.cp), 4)
-        << Pad(std::to_string(l.dp), 4) << Pad(std::to_string(l.ep), 4)
-        << Pad(std::to_string(l.zero_stage), 6) << Pad(l.sequence_parallel ? "yes" : "no", 5)
-        << Pad(std::string(workload::RecomputeName(l.recompute)), 11)
+    out << "  " << PadText(workload::LayerRangeName(static_cast<int>(i), static_cast<int>(end)), 10)
+        << PadText(std::to_string(l.tp), 4) << PadText(std::to_string(l.cp), 4)
+        << PadText(std::to_string(l.dp), 4) << PadText(std::to_string(l.ep), 4)
+        << PadText(std::to_string(l.zero_stage), 6) << PadText(l.sequence_parallel ? "yes" : "no", 5)
+        << PadText(std::string(workload::RecomputeName(l.recompute)), 11)
         << plan.MicroBatchSizeOfLayer(static_cast<int>(i)) << "\n";
     i = end + 1;
   }

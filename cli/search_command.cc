@@ -15,6 +15,7 @@
 #include "core/file.h"
 #include "core/json.h"
 #include "core/progress.h"
+#include "core/text.h"
 #include "core/units.h"
 #include "search/phases.h"
 #include "search/search.h"
@@ -115,19 +116,6 @@ std::string Fixed(double v, int digits) {
   return buf;
 }
 
-// Characters of UTF-8 text (the summaries hold "×").
-size_t Width(const std::string& s) {
-  size_t n = 0;
-  for (const char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80 ? 1 : 0;
-  return n;
-}
-
-std::string Pad(std::string s, size_t width) {
-  const size_t w = Width(s);
-  if (w < width) s.append(width - w, ' ');
-  return s;
-}
-
 double GibOf(Bytes b) { return static_cast<double>(b.count()) / (1 << 30); }
 
 std::string DefaultAlgorithm() {
@@ -169,17 +157,17 @@ std::string TextReport(const search::SearchResult& r, const search::SearchReques
     std::vector<std::string> summaries;
     for (const search::Candidate& c : r.plans) {
       summaries.push_back(search::PlanSummary(c.plan));
-      width = std::max(width, Width(summaries.back()));
+      width = std::max(width, TextWidth(summaries.back()));
     }
-    out << "  " << Pad("rank", 6) << Pad("plan", width + 2) << Pad("iteration", 12)
-        << Pad("analytical", 12) << Pad("tokens/s", 12) << "peak memory\n";
+    out << "  " << PadText("rank", 6) << PadText("plan", width + 2) << PadText("iteration", 12)
+        << PadText("analytical", 12) << PadText("tokens/s", 12) << "peak memory\n";
     for (size_t k = 0; k < r.plans.size(); ++k) {
       const search::Candidate& c = r.plans[k];
       const search::Evaluation& e = c.simulated.has_value() ? *c.simulated : c.analytical;
-      out << "  " << Pad(std::to_string(k + 1), 6) << Pad(summaries[k], width + 2)
-          << Pad(FormatDuration(e.iteration_time), 12)
-          << Pad(FormatDuration(c.analytical.iteration_time), 12)
-          << Pad(Fixed(e.tokens_per_s, 0), 12) << Fixed(GibOf(e.peak_memory), 1) << " GiB\n";
+      out << "  " << PadText(std::to_string(k + 1), 6) << PadText(summaries[k], width + 2)
+          << PadText(FormatDuration(e.iteration_time), 12)
+          << PadText(FormatDuration(c.analytical.iteration_time), 12)
+          << PadText(Fixed(e.tokens_per_s, 0), 12) << Fixed(GibOf(e.peak_memory), 1) << " GiB\n";
     }
   }
   out << "\n  evaluated  " << r.evaluated << " plans\n";

@@ -17,6 +17,7 @@
 #include "cli/subcommands.h"
 #include "core/file.h"
 #include "core/json.h"
+#include "core/text.h"
 #include "core/units.h"
 #include "costmodel/calibration.h"
 #include "costmodel/collective.h"
@@ -104,11 +105,6 @@ std::string Fixed(double v, int digits) {
   return buf;
 }
 
-std::string Pad(std::string s, size_t width) {
-  if (s.size() < width) s.resize(width, ' ');
-  return s;
-}
-
 std::string Gib(Bytes b) { return Fixed(static_cast<double>(b.count()) / (1 << 30), 1); }
 
 // The analytical estimate's gap to the simulation, (a − s) / s.
@@ -191,9 +187,9 @@ std::string FaultsText(const sim::Faults& faults, const sim::IterationReport& ba
   const double delta_s = r.iteration_time.ToSeconds() - base_s;
   std::ostringstream out;
   out << "\nFaults: " << FaultListText(faults) << "\n";
-  out << "  baseline (healthy)  " << Pad(FormatDuration(baseline.iteration_time), 12)
+  out << "  baseline (healthy)  " << PadText(FormatDuration(baseline.iteration_time), 12)
       << Fixed(baseline.tokens_per_s, 0) << " tokens/s\n";
-  out << "  with the faults     " << Pad(FormatDuration(r.iteration_time), 12)
+  out << "  with the faults     " << PadText(FormatDuration(r.iteration_time), 12)
       << Fixed(r.tokens_per_s, 0) << " tokens/s\n";
   out << "  cost                " << (delta_s >= 0 ? "+" : "") << Fixed(1e3 * delta_s, 1)
       << " ms per iteration (" << (delta_s >= 0 ? "+" : "") << Fixed(100 * delta_s / base_s, 1)
@@ -279,16 +275,16 @@ std::string TextReport(const sim::IterationReport& r, const sim::IterationReport
   out << "  stage " << r.bound_stage << " ends last: compute " << FormatDuration(b.compute)
       << ", recompute " << FormatDuration(b.recompute) << ", exposed comm "
       << FormatDuration(b.exposed_comm) << ", bubble " << FormatDuration(b.bubble) << "\n\n";
-  out << "  " << Pad("stage", 7) << Pad("rank", 6) << Pad("layers", 8) << Pad("fwd/mb", 10)
-      << Pad("bwd/mb", 10) << Pad("comm/mb", 10) << Pad("compute", 10) << Pad("exposed", 10)
-      << Pad("bubble", 10) << "peak memory\n";
+  out << "  " << PadText("stage", 7) << PadText("rank", 6) << PadText("layers", 8) << PadText("fwd/mb", 10)
+      << PadText("bwd/mb", 10) << PadText("comm/mb", 10) << PadText("compute", 10) << PadText("exposed", 10)
+      << PadText("bubble", 10) << "peak memory\n";
   for (const sim::StageReport& st : r.stages) {
-    out << "  " << Pad(std::to_string(st.stage), 7) << Pad(std::to_string(st.rank), 6)
-        << Pad(std::to_string(st.layers), 8) << Pad(FormatDuration(st.forward), 10)
-        << Pad(FormatDuration(st.backward), 10) << Pad(FormatDuration(st.path_comm), 10)
-        << Pad(FormatDuration(st.times.compute + st.times.recompute), 10)
-        << Pad(FormatDuration(st.times.exposed_comm), 10)
-        << Pad(FormatDuration(st.times.bubble), 10) << Gib(st.peak_memory) << " GiB\n";
+    out << "  " << PadText(std::to_string(st.stage), 7) << PadText(std::to_string(st.rank), 6)
+        << PadText(std::to_string(st.layers), 8) << PadText(FormatDuration(st.forward), 10)
+        << PadText(FormatDuration(st.backward), 10) << PadText(FormatDuration(st.path_comm), 10)
+        << PadText(FormatDuration(st.times.compute + st.times.recompute), 10)
+        << PadText(FormatDuration(st.times.exposed_comm), 10)
+        << PadText(FormatDuration(st.times.bubble), 10) << Gib(st.peak_memory) << " GiB\n";
   }
   out << "\n  " << r.lanes << " lanes, " << r.tasks << " tasks, " << r.flows << " flows, "
       << r.events << " events";

@@ -23,6 +23,7 @@
 #include "cli/subcommands.h"
 #include "core/file.h"
 #include "core/json.h"
+#include "core/text.h"
 #include "core/units.h"
 #include "costmodel/calibration.h"
 #include "costmodel/calibration_json.h"
@@ -109,11 +110,6 @@ std::string Fixed(double v, int digits) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
   return buf;
-}
-
-std::string Pad(std::string s, size_t width) {
-  if (s.size() < width) s.resize(width, ' ');
-  return s;
 }
 
 std::string Percent(double error) {
@@ -671,8 +667,8 @@ std::string ReportText(const Settings& s, const Measured& m, const Report& r) {
   out << "  throughput      predicted " << Fixed(r.predicted_tokens_per_s, 0)
       << " tokens/s, measured " << Fixed(m.tokens_per_s, 0) << " tokens/s\n\n";
   out << "  per operator class: rank 0, the traced step (every operator synchronized)\n";
-  out << "  " << Pad("class", 16) << Pad("ops", 6) << Pad("predicted", 13) << Pad("measured", 13)
-      << Pad("per op pred.", 14) << Pad("per op meas.", 14) << "error\n";
+  out << "  " << PadText("class", 16) << PadText("ops", 6) << PadText("predicted", 13) << PadText("measured", 13)
+      << PadText("per op pred.", 14) << PadText("per op meas.", 14) << "error\n";
   for (const OpClassRow& row : r.rows) {
     const double per_pred = row.predicted_occurrences > 0
                                 ? row.predicted.ToSeconds() / row.predicted_occurrences
@@ -680,11 +676,11 @@ std::string ReportText(const Settings& s, const Measured& m, const Report& r) {
     const std::optional<double> e = row.predicted_occurrences == row.occurrences
                                         ? ErrorOf(row.predicted, row.measured)
                                         : std::nullopt;
-    out << "  " << Pad(row.name, 16) << Pad(std::to_string(row.occurrences), 6)
-        << Pad(row.predicted_occurrences > 0 ? Ms(row.predicted.ToSeconds()) : "-", 13)
-        << Pad(Ms(row.measured.ToSeconds()), 13)
-        << Pad(row.predicted_occurrences > 0 ? Fixed(1e6 * per_pred, 1) + " us" : "-", 14)
-        << Pad(Fixed(1e6 * row.measured.ToSeconds() / row.occurrences, 1) + " us", 14)
+    out << "  " << PadText(row.name, 16) << PadText(std::to_string(row.occurrences), 6)
+        << PadText(row.predicted_occurrences > 0 ? Ms(row.predicted.ToSeconds()) : "-", 13)
+        << PadText(Ms(row.measured.ToSeconds()), 13)
+        << PadText(row.predicted_occurrences > 0 ? Fixed(1e6 * per_pred, 1) + " us" : "-", 14)
+        << PadText(Fixed(1e6 * row.measured.ToSeconds() / row.occurrences, 1) + " us", 14)
         << (e ? Percent(*e) : "-") << "\n";
   }
   out << "\n  trace: " << m.trace_path << "\n";

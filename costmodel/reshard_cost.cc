@@ -10,6 +10,7 @@
 #include "core/check.h"
 #include "costmodel/collective.h"
 #include "workload/pipeline_schedule.h"
+#include "workload/reshard_senders.h"
 
 namespace orrery::costmodel {
 
@@ -627,38 +628,6 @@ Overlap Sweep(const std::vector<Holding>& old_held, const std::vector<Holding>& 
   return out;
 }
 
-// The sender of each destination of one element — exec/reshard.h's rule,
-// written again here because the cost model sits below the executor:
-// sources[k] for dests[k]. Destinations whose nearest holder at or after
-// them, cyclically, is holders[i] form group i; the group's destinations,
-// nearest to holders[i] first (descending rank, cyclically), take
-// holders[i], holders[i + 1], … in turn, wrapping. Walking the
-// destinations below holders[0] downwards and then the rest downwards
-// from the top visits every group whole and each in that order (group 0,
-// the cyclic one, is the first walk and the start of the second).
-// REQUIRES: holders non-empty and ascending; dests ascending, none a holder.
-void DealSenders(const std::vector<int>& holders, const std::vector<int>& dests,
-                 std::vector<int>& sources) {
-  sources.assign(dests.size(), 0);
-  const size_t below = static_cast<size_t>(
-      std::lower_bound(dests.begin(), dests.end(), holders.front()) - dests.begin());
-  size_t group = holders.size();  // none yet
-  size_t j = 0;
-  auto deal = [&](size_t k) {
-    size_t nearest = static_cast<size_t>(
-        std::upper_bound(holders.begin(), holders.end(), dests[k]) - holders.begin());
-    if (nearest == holders.size()) nearest = 0;
-    if (nearest != group) {
-      group = nearest;
-      j = 0;
-    }
-    sources[k] = holders[(nearest + j) % holders.size()];
-    ++j;
-  };
-  for (size_t k = below; k-- > 0;) deal(k);
-  for (size_t k = dests.size(); k-- > below;) deal(k);
-}
-
 std::vector<int> Union(const std::vector<std::vector<int>>& lists, const std::vector<int>& ids) {
   if (ids.size() == 1) return lists[static_cast<size_t>(ids.front())];
   std::vector<int> out;
@@ -749,7 +718,7 @@ Result<ReshardTraffic> ComputeReshardTraffic(const workload::ModelSpec& model,
             dests.push_back(d);
           }
         }
-        DealSenders(holders, dests, sources);
+        workload::DealSenders(holders, dests, sources);
         for (size_t k = 0; k < dests.size(); ++k) {
           const int d = dests[k];
           const int src = sources[k];

@@ -14,7 +14,7 @@
 //                   every tensor, the pipeline's stages, ZeRO's data-
 //                   parallel shards of flat buckets of units in backward
 //                   order, padded to a multiple of dp) and its choice of
-//                   sender (exec/reshard.h's rule, below), so that
+//                   sender (workload/reshard_senders.h, below), so that
 //                   for the executor's fp32 state (4-byte parameters, 8
 //                   bytes of Adam moments per element) the per-rank bytes
 //                   equal those exec::ExecuteReshard counts at its
@@ -124,7 +124,8 @@ struct ReshardTraffic {
 //
 // Per destination d (of n = max(from_ranks, to_ranks) ranks), the
 // distinct elements it needs under `to` that it held under `from` are
-// kept. The others come from old holders by exec/reshard.h's rule: for an
+// kept. The others come from old holders by workload/reshard_senders.h's
+// rule, the executor's too (exec/reshard.h): for an
 // element with old holders H (ascending) and destinations D (ranks needing
 // it under `to` that did not hold it), each d ∈ D has a nearest holder
 // h0(d) = the h ∈ H minimizing (h − d) mod n; the destinations sharing

@@ -15,6 +15,7 @@
 #include "exec/backend.h"
 #include "exec/gpt_model.h"
 #include "exec/mpi_world.h"
+#include "workload/reshard_senders.h"
 
 namespace orrery::exec {
 
@@ -194,37 +195,6 @@ std::vector<Message> MessagesOf(const ReshardPlan& plan) {
     out.back().count += t.length;
   }
   return out;
-}
-
-// The sender of each destination of one element (exec/reshard.h's rule):
-// sources[k] for dests[k]. Destinations whose nearest holder at or after
-// them, cyclically, is holders[i] form group i; the group's destinations,
-// nearest to holders[i] first (descending rank, cyclically), take
-// holders[i], holders[i + 1], … in turn, wrapping. Walking the
-// destinations below holders[0] downwards and then the rest downwards
-// from the top visits every group whole and each in that order (group 0,
-// the cyclic one, is the first walk and the start of the second).
-// REQUIRES: holders non-empty and ascending; dests ascending, none a holder.
-void DealSenders(const std::vector<int>& holders, const std::vector<int>& dests,
-                 std::vector<int>& sources) {
-  sources.assign(dests.size(), 0);
-  const size_t below = static_cast<size_t>(
-      std::lower_bound(dests.begin(), dests.end(), holders.front()) - dests.begin());
-  size_t group = holders.size();  // none yet
-  size_t j = 0;
-  auto deal = [&](size_t k) {
-    size_t nearest = static_cast<size_t>(
-        std::upper_bound(holders.begin(), holders.end(), dests[k]) - holders.begin());
-    if (nearest == holders.size()) nearest = 0;
-    if (nearest != group) {
-      group = nearest;
-      j = 0;
-    }
-    sources[k] = holders[(nearest + j) % holders.size()];
-    ++j;
-  };
-  for (size_t k = below; k-- > 0;) deal(k);
-  for (size_t k = dests.size(); k-- > below;) deal(k);
 }
 
 Status CheckStateMatches(const StateMap& map, const TrainerState& state) {
@@ -427,7 +397,7 @@ Result<ReshardPlan> PlanReshard(const std::vector<StateMap>& from,
         dests.clear();
         std::set_difference(s.needers.begin(), s.needers.end(), s.holders.begin(),
                             s.holders.end(), std::back_inserter(dests));
-        DealSenders(s.holders, dests, sources);
+        workload::DealSenders(s.holders, dests, sources);
         for (size_t k = 0; k < dests.size(); ++k) s.senders.emplace_back(dests[k], sources[k]);
       }
     }

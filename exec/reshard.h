@@ -44,7 +44,8 @@
 //                  replicas, one each in turn, instead of all falling on
 //                  one. The rule is deterministic (every rank computes the
 //                  same plan) and a function of the element's H and D
-//                  alone, so the switch cost model
+//                  alone (workload/reshard_senders.h DealSenders, shared),
+//                  so the switch cost model
 //                  (costmodel/reshard_cost.h) applies it to each piece of
 //                  a tensor with one H and one D and counts the same bytes
 //                  per rank. The plan lists transfers and per-rank totals

@@ -20,6 +20,7 @@
 
 #include "core/json.h"
 #include "core/status.h"
+#include "core/text.h"
 #include "core/units.h"
 #include "search/search.h"
 #include "search/space.h"
@@ -255,19 +256,6 @@ std::string CsvOptional(const std::optional<double>& v) {
 }
 
 double GibOf(Bytes b) { return b.ToGiB(); }
-
-// Characters of UTF-8 text (plan summaries hold "×").
-size_t Width(const std::string& s) {
-  size_t n = 0;
-  for (const char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80 ? 1 : 0;
-  return n;
-}
-
-std::string Pad(std::string s, size_t width) {
-  const size_t w = Width(s);
-  if (w < width) s.append(width - w, ' ');
-  return s;
-}
 
 // The breakdown as the outcome and the report write it (seconds; tiers).
 Json BreakdownToJson(const BoundBreakdown& b) {
@@ -1037,14 +1025,14 @@ std::string RowsToText(const CapacitySettings& settings, const std::vector<Capac
     cells.push_back(std::move(row));
   }
   std::vector<size_t> width(head.size());
-  for (size_t c = 0; c < head.size(); ++c) width[c] = Width(head[c]);
+  for (size_t c = 0; c < head.size(); ++c) width[c] = TextWidth(head[c]);
   for (const auto& row : cells) {
-    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], Width(row[c]));
+    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], TextWidth(row[c]));
   }
   auto line = [&](const std::vector<std::string>& row) {
     out << " ";
     for (size_t c = 0; c < row.size(); ++c) {
-      out << " " << (c + 1 < row.size() ? Pad(row[c], width[c] + 1) : row[c]);
+      out << " " << (c + 1 < row.size() ? PadText(row[c], width[c] + 1) : row[c]);
     }
     out << "\n";
   };

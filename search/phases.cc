@@ -20,6 +20,7 @@
 
 #include "core/json.h"
 #include "core/status.h"
+#include "core/text.h"
 #include "core/units.h"
 #include "costmodel/reshard_cost.h"
 #include "search/search.h"
@@ -91,19 +92,6 @@ std::string Grouped(int64_t n) {
     out += digits[i];
   }
   return n < 0 ? "-" + out : out;
-}
-
-// Characters of UTF-8 text (plan summaries hold "×").
-size_t Width(const std::string& s) {
-  size_t n = 0;
-  for (const char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80 ? 1 : 0;
-  return n;
-}
-
-std::string Pad(std::string s, size_t width) {
-  const size_t w = Width(s);
-  if (w < width) s.append(width - w, ' ');
-  return s;
 }
 
 // "phases.json: phases[1] (128k)", for messages.
@@ -639,14 +627,14 @@ std::string PhasePlanToText(const PhasePlanningRequest& request, const PhasePlan
                      in, PlanSummary(plan.candidates[static_cast<size_t>(p.chosen)])});
   }
   std::vector<size_t> width(head.size());
-  for (size_t c = 0; c < head.size(); ++c) width[c] = Width(head[c]);
+  for (size_t c = 0; c < head.size(); ++c) width[c] = TextWidth(head[c]);
   for (const auto& row : cells) {
-    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], Width(row[c]));
+    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], TextWidth(row[c]));
   }
   auto line = [&](const std::vector<std::string>& row) {
     out << " ";
     for (size_t c = 0; c < row.size(); ++c) {
-      out << " " << (c + 1 < row.size() ? Pad(row[c], width[c] + 1) : row[c]);
+      out << " " << (c + 1 < row.size() ? PadText(row[c], width[c] + 1) : row[c]);
     }
     out << "\n";
   };
@@ -682,14 +670,14 @@ std::string PhasePlanToText(const PhasePlanningRequest& request, const PhasePlan
       rows.push_back(std::move(row));
     }
     std::vector<size_t> cw(chead.size());
-    for (size_t c = 0; c < chead.size(); ++c) cw[c] = Width(chead[c]);
+    for (size_t c = 0; c < chead.size(); ++c) cw[c] = TextWidth(chead[c]);
     for (const auto& row : rows) {
-      for (size_t c = 0; c < row.size(); ++c) cw[c] = std::max(cw[c], Width(row[c]));
+      for (size_t c = 0; c < row.size(); ++c) cw[c] = std::max(cw[c], TextWidth(row[c]));
     }
     auto cline = [&](const std::vector<std::string>& row) {
       out << "   ";
       for (size_t c = 0; c < row.size(); ++c) {
-        out << " " << (c + 1 < row.size() ? Pad(row[c], cw[c] + 1) : row[c]);
+        out << " " << (c + 1 < row.size() ? PadText(row[c], cw[c] + 1) : row[c]);
       }
       out << "\n";
     };
