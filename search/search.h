@@ -97,9 +97,8 @@ struct SearchRequest {
   // Known faults of the cluster (sim/faults.h), e.g. what a run measured
   // (`orrery tune`, `execute --replan`). The analytical score sees the
   // slow devices (AnalyticalOptions::slow_devices), the event re-scoring
-  // sees every fault. Galvatron's stage-partition DP does not see them
-  // yet: it proposes partitions by healthy costs, which the evaluator then
-  // scores with the faults.
+  // sees every fault. Galvatron's stage-partition DP scales each stage by
+  // its slowest rank's factor, so a slow stage gets fewer layers.
   sim::Faults faults;
 };
 
