@@ -92,21 +92,7 @@ std::string Percent(double fraction) {
 
 // Rows of cells as aligned columns, two spaces apart, indented by two.
 std::string Table(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> widths;
-  for (const auto& row : rows) {
-    if (widths.size() < row.size()) widths.resize(row.size(), 0);
-    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], TextWidth(row[i]));
-  }
-  std::ostringstream out;
-  for (const auto& row : rows) {
-    std::string line = "  ";
-    for (size_t i = 0; i < row.size(); ++i) {
-      line += i + 1 == row.size() ? row[i] : PadText(row[i], widths[i] + 2);
-    }
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    out << line << "\n";
-  }
-  return out.str();
+  return FormatColumns(rows, 2);
 }
 
 struct Report {

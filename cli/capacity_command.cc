@@ -16,6 +16,7 @@
 #include "core/file.h"
 #include "core/json.h"
 #include "core/progress.h"
+#include "core/text.h"
 #include "exec/mpi_world.h"
 #include "search/capacity.h"
 #include "search/search.h"
@@ -99,26 +100,20 @@ std::string DefaultAlgorithm() {
   return names.empty() ? "exhaustive" : names.front();
 }
 
-std::string Fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
-  return buf;
-}
-
 // The progress line of one finished search.
 std::string JobLine(const search::CapacityJob& job, int number, int of,
                     const search::CapacityOutcome& o, const search::CapacitySettings& s) {
   std::string line = std::string(job.is_point ? "point" : "search") + " " +
                      std::to_string(number) + "/" + std::to_string(of) + " " + job.label + ": ";
-  if (!o.found) return line + "no plan fits (" + Fixed(o.search_time_s, 1) + " s)";
+  if (!o.found) return line + "no plan fits (" + FixedText(o.search_time_s, 1) + " s)";
   const int seq = s.sequence_length > 0 ? s.sequence_length : s.model.default_sequence_length;
   const double tokens_per_s = static_cast<double>(s.global_batch_size) *
                               static_cast<double>(seq) / o.iteration_time.ToSeconds();
   char tps[32];
   std::snprintf(tps, sizeof(tps), "%.3g", tokens_per_s);
   return line + o.summary + ", " + tps + " tokens/s, " +
-         Fixed(s.tokens / tokens_per_s / 86400.0, 1) + " days, " + o.bound + " (" +
-         Fixed(o.search_time_s, 1) + " s)";
+         FixedText(s.tokens / tokens_per_s / 86400.0, 1) + " days, " + o.bound + " (" +
+         FixedText(o.search_time_s, 1) + " s)";
 }
 
 struct Inputs {
@@ -160,7 +155,7 @@ Result<Inputs> ReadInputs(const po::variables_map& vm) {
     const double limit = vm["time-limit"].as<double>();
     if (!(limit > 0)) {
       return InvalidArgumentError("--time-limit: expected a positive number of seconds, got " +
-                                  Fixed(limit, 2));
+                                  FixedText(limit, 2));
     }
     in.settings.time_limit_s = limit;
   }
@@ -168,7 +163,7 @@ Result<Inputs> ReadInputs(const po::variables_map& vm) {
   in.settings.bound_share = vm["bound-share"].as<double>();
   if (!(in.settings.bound_share > 0 && in.settings.bound_share <= 1)) {
     return InvalidArgumentError("--bound-share: expected a fraction in (0, 1], got " +
-                                Fixed(in.settings.bound_share, 3));
+                                FixedText(in.settings.bound_share, 3));
   }
   if (vm.count("out") > 0) {
     in.out_dir = vm["out"].as<std::string>();

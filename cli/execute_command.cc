@@ -119,13 +119,7 @@ constexpr std::string_view kExamples =
     "  srun -N 2 --ntasks-per-node 8 orrery execute --model gpt-1.7b --tp 4 --pp 2 \\\n"
     "      --micro-batch 2 --global-batch 64 --backend cuda --iterations 10\n";
 
-std::string Fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
-  return buf;
-}
-
-std::string Mib(int64_t bytes) { return Fixed(static_cast<double>(bytes) / (1 << 20), 1); }
+std::string Mib(int64_t bytes) { return FixedText(static_cast<double>(bytes) / (1 << 20), 1); }
 
 // The cluster the plan flags are read against: --cluster when given (for
 // dp inference), otherwise the launched ranks as one node of world_size
@@ -216,7 +210,7 @@ std::string ReportText(const exec::ExecutionResult& r, const workload::ModelSpec
   for (size_t i = 0; i < r.losses.size(); ++i) {
     std::string label = std::to_string(i);
     label.resize(6, ' ');
-    out << "  " << label << Fixed(r.losses[i], 6) << "   " << Fixed(r.grad_norms[i], 6);
+    out << "  " << label << FixedText(r.losses[i], 6) << "   " << FixedText(r.grad_norms[i], 6);
     if (static_cast<int>(i) < options.warmup) {
       out << "  (warm-up)";
     } else if (static_cast<int>(i) >= options.warmup + options.iterations) {
@@ -224,11 +218,11 @@ std::string ReportText(const exec::ExecutionResult& r, const workload::ModelSpec
     }
     out << "\n";
   }
-  out << "\n  iteration time  median " << Fixed(1e3 * r.median_iteration_seconds, 3)
-      << " ms (min " << Fixed(1e3 * r.min_iteration_seconds, 3) << ", max "
-      << Fixed(1e3 * r.max_iteration_seconds, 3) << ") over " << r.iteration_seconds.size()
+  out << "\n  iteration time  median " << FixedText(1e3 * r.median_iteration_seconds, 3)
+      << " ms (min " << FixedText(1e3 * r.min_iteration_seconds, 3) << ", max "
+      << FixedText(1e3 * r.max_iteration_seconds, 3) << ") over " << r.iteration_seconds.size()
       << " timed step" << (r.iteration_seconds.size() == 1 ? "" : "s") << "\n";
-  out << "  throughput      " << Fixed(r.tokens_per_second, 0) << " tokens/s\n";
+  out << "  throughput      " << FixedText(r.tokens_per_second, 0) << " tokens/s\n";
   out << "  peak memory     ";
   for (size_t i = 0; i < r.peak_memory_bytes.size(); ++i) {
     out << (i == 0 ? "" : ", ") << "rank " << i << " " << Mib(r.peak_memory_bytes[i]) << " MiB";
@@ -284,12 +278,6 @@ std::string ShortPlan(const workload::Plan& plan) {
     out << ", recompute " << workload::RecomputeName(l.recompute);
   }
   return out.str();
-}
-
-// Display width of UTF-8 text (code points; the table has no wide glyphs).
-std::string PadText(const std::string& s, size_t width) {
-  const size_t w = TextWidth(s);
-  return w >= width ? s : s + std::string(width - w, ' ');
 }
 
 std::string ByteCount(int64_t bytes) { return FormatBytes(Bytes(bytes)); }
@@ -408,7 +396,7 @@ std::string PhasesReportText(const exec::PhasesResult& r, const workload::PhaseS
 
   const std::vector<std::string> header = {"phase", "steps",      "plan",     "batch",
                                            "first loss", "last loss", "median step"};
-  std::vector<std::vector<std::string>> rows;
+  std::vector<std::vector<std::string>> rows = {header};
   for (const exec::PhaseRecord& p : r.phases) {
     rows.push_back({p.name,
                     std::to_string(p.steps) + " (" + std::to_string(p.first_step) + "-" +
@@ -417,24 +405,10 @@ std::string PhasesReportText(const exec::PhasesResult& r, const workload::PhaseS
                     std::to_string(p.plan.global_batch_size) + " × " +
                         std::to_string(p.plan.sequence_length) + " (micro " +
                         std::to_string(p.plan.micro_batch_size) + ")",
-                    Fixed(p.losses.front(), 6), Fixed(p.losses.back(), 6),
-                    Fixed(1e3 * p.median_step_seconds, 3) + " ms"});
+                    FixedText(p.losses.front(), 6), FixedText(p.losses.back(), 6),
+                    FixedText(1e3 * p.median_step_seconds, 3) + " ms"});
   }
-  std::vector<size_t> widths(header.size());
-  for (size_t c = 0; c < header.size(); ++c) {
-    widths[c] = TextWidth(header[c]);
-    for (const auto& row : rows) widths[c] = std::max(widths[c], TextWidth(row[c]));
-  }
-  auto line = [&](const std::vector<std::string>& cells) {
-    std::string s = " ";
-    for (size_t c = 0; c < cells.size(); ++c) {
-      s += " " + (c + 1 == cells.size() ? cells[c] : PadText(cells[c], widths[c])) +
-           (c + 1 == cells.size() ? "" : " ");
-    }
-    out << s << "\n";
-  };
-  line(header);
-  for (const auto& row : rows) line(row);
+  out << FormatColumns(rows, 2);
 
   if (r.switches.empty()) {
     out << "\n  no switch: every phase runs the same plan\n";
@@ -451,7 +425,7 @@ std::string PhasesReportText(const exec::PhasesResult& r, const workload::PhaseS
       out << SentLine(s.bytes_sent);
     }
     out << ", " << s.messages << " message" << (s.messages == 1 ? "" : "s") << ", "
-        << Fixed(1e3 * s.exchange_seconds, 1) << " ms (" << Fixed(1e3 * s.total_seconds, 1)
+        << FixedText(1e3 * s.exchange_seconds, 1) << " ms (" << FixedText(1e3 * s.total_seconds, 1)
         << " ms with planning and the new plan's start); cost model: " << CostModelVerdict(s)
         << "\n";
   }

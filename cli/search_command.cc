@@ -110,12 +110,6 @@ constexpr std::string_view kExamples =
     "  orrery search --model llama3-8b --cluster dgx-h100 --nodes 2 --algorithm exhaustive \\\n"
     "      --analytical --phases experiments/phases/llama3-8b-8k-64k.json\n";
 
-std::string Fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
-  return buf;
-}
-
 double GibOf(Bytes b) { return static_cast<double>(b.count()) / (1 << 30); }
 
 std::string DefaultAlgorithm() {
@@ -146,7 +140,7 @@ std::string TextReport(const search::SearchResult& r, const search::SearchReques
   out << "Search [" << r.algorithm << "] for " << request.model.name << " on "
       << request.cluster.name << " (" << request.cluster.TotalDevices()
       << " devices): global batch " << request.global_batch_size << ", sequence "
-      << request.sequence_length << ", memory budget " << Fixed(GibOf(budget), 1)
+      << request.sequence_length << ", memory budget " << FixedText(GibOf(budget), 1)
       << " GiB per device\n";
   if (!calibrated.empty()) out << calibrated << "\n";
   out << "\n";
@@ -167,13 +161,13 @@ std::string TextReport(const search::SearchResult& r, const search::SearchReques
       out << "  " << PadText(std::to_string(k + 1), 6) << PadText(summaries[k], width + 2)
           << PadText(FormatDuration(e.iteration_time), 12)
           << PadText(FormatDuration(c.analytical.iteration_time), 12)
-          << PadText(Fixed(e.tokens_per_s, 0), 12) << Fixed(GibOf(e.peak_memory), 1) << " GiB\n";
+          << PadText(FixedText(e.tokens_per_s, 0), 12) << FixedText(GibOf(e.peak_memory), 1) << " GiB\n";
     }
   }
   out << "\n  evaluated  " << r.evaluated << " plans\n";
   out << "  pruned     " << Prunes(r) << "\n";
-  out << "  time       " << Fixed(r.search_time_s, 2) << " s search + "
-      << Fixed(r.rescore_time_s, 2) << " s simulating the best";
+  out << "  time       " << FixedText(r.search_time_s, 2) << " s search + "
+      << FixedText(r.rescore_time_s, 2) << " s simulating the best";
   if (!request.rescore_with_simulator) out << " (--analytical: not simulated)";
   if (r.stopped_by_time_limit) out << " (stopped by --time-limit)";
   out << "\n";
@@ -243,7 +237,7 @@ int RunPhaseSearch(const po::variables_map& vm, const search::SearchRequest& bas
   const auto start = std::chrono::steady_clock::now();
   const search::ProgressFn progress = [&](double, std::string_view note) {
     if (!note.empty() && !IsQuiet()) {
-      io.err << "search --phases [" << Fixed(search::SecondsSince(start), 1) << " s] " << note
+      io.err << "search --phases [" << FixedText(search::SecondsSince(start), 1) << " s] " << note
              << std::endl;
     }
   };
@@ -380,7 +374,7 @@ int RunSearch(const std::vector<std::string>& args, CommandIo& io) {
     if (!(gib > 0)) {
       return ReportError(kCommand,
                          InvalidArgumentError("--memory-budget: expected a positive number of "
-                                              "GiB, got " + Fixed(gib, 2)),
+                                              "GiB, got " + FixedText(gib, 2)),
                          io);
     }
     request.memory_budget = Bytes(static_cast<int64_t>(gib * static_cast<double>(1 << 30)));
@@ -397,7 +391,7 @@ int RunSearch(const std::vector<std::string>& args, CommandIo& io) {
     if (!(limit > 0)) {
       return ReportError(kCommand,
                          InvalidArgumentError("--time-limit: expected a positive number of "
-                                              "seconds, got " + Fixed(limit, 2)),
+                                              "seconds, got " + FixedText(limit, 2)),
                          io);
     }
     request.time_limit_s = limit;

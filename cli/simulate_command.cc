@@ -99,13 +99,7 @@ constexpr std::string_view kExamples =
     "      --micro-batch 2 --global-batch 64 --slow-device 13:1.2 --degrade-link node1/nic0:2\n"
     "  orrery clusters --cluster dgx-h100 --nodes 2 --links   # the link names\n";
 
-std::string Fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
-  return buf;
-}
-
-std::string Gib(Bytes b) { return Fixed(static_cast<double>(b.count()) / (1 << 30), 1); }
+std::string Gib(Bytes b) { return FixedText(static_cast<double>(b.count()) / (1 << 30), 1); }
 
 // The analytical estimate's gap to the simulation, (a − s) / s.
 double GapOf(const sim::AnalyticalEstimate& a, const sim::IterationReport& r) {
@@ -188,11 +182,11 @@ std::string FaultsText(const sim::Faults& faults, const sim::IterationReport& ba
   std::ostringstream out;
   out << "\nFaults: " << FaultListText(faults) << "\n";
   out << "  baseline (healthy)  " << PadText(FormatDuration(baseline.iteration_time), 12)
-      << Fixed(baseline.tokens_per_s, 0) << " tokens/s\n";
+      << FixedText(baseline.tokens_per_s, 0) << " tokens/s\n";
   out << "  with the faults     " << PadText(FormatDuration(r.iteration_time), 12)
-      << Fixed(r.tokens_per_s, 0) << " tokens/s\n";
-  out << "  cost                " << (delta_s >= 0 ? "+" : "") << Fixed(1e3 * delta_s, 1)
-      << " ms per iteration (" << (delta_s >= 0 ? "+" : "") << Fixed(100 * delta_s / base_s, 1)
+      << FixedText(r.tokens_per_s, 0) << " tokens/s\n";
+  out << "  cost                " << (delta_s >= 0 ? "+" : "") << FixedText(1e3 * delta_s, 1)
+      << " ms per iteration (" << (delta_s >= 0 ? "+" : "") << FixedText(100 * delta_s / base_s, 1)
       << "%)\n";
   bool slow_lane = false;
   for (const sim::SlowDevice& s : faults.slow_devices) {
@@ -258,16 +252,16 @@ std::string TextReport(const sim::IterationReport& r, const sim::IterationReport
   out << "  iteration time   " << FormatDuration(r.iteration_time) << "\n";
   if (analytical != nullptr) {
     const double gap = 100 * GapOf(*analytical, healthy);
-    out << "  analytical estimate  " << Fixed(analytical->iteration_time.ToSeconds(), 4)
-        << " s (gap " << (gap >= 0 ? "+" : "") << Fixed(gap, 2) << "% vs simulated"
+    out << "  analytical estimate  " << FixedText(analytical->iteration_time.ToSeconds(), 4)
+        << " s (gap " << (gap >= 0 ? "+" : "") << FixedText(gap, 2) << "% vs simulated"
         << (&healthy != &r ? " without the faults" : "") << ")\n";
   }
-  out << "  throughput       " << Fixed(r.tokens_per_s, 0) << " tokens/s, "
-      << Fixed(r.samples_per_s, 2) << " samples/s\n";
-  out << "  model TFLOP/s    " << Fixed(r.model_flops_per_device.FlopsPerSecond() / 1e12, 1)
-      << " per GPU (hardware " << Fixed(r.hardware_flops_per_device.FlopsPerSecond() / 1e12, 1)
-      << "); MFU " << Fixed(100 * r.mfu, 1) << "% of "
-      << Fixed(r.peak_per_device.FlopsPerSecond() / 1e12, 0) << " TFLOP/s\n";
+  out << "  throughput       " << FixedText(r.tokens_per_s, 0) << " tokens/s, "
+      << FixedText(r.samples_per_s, 2) << " samples/s\n";
+  out << "  model TFLOP/s    " << FixedText(r.model_flops_per_device.FlopsPerSecond() / 1e12, 1)
+      << " per GPU (hardware " << FixedText(r.hardware_flops_per_device.FlopsPerSecond() / 1e12, 1)
+      << "); MFU " << FixedText(100 * r.mfu, 1) << "% of "
+      << FixedText(r.peak_per_device.FlopsPerSecond() / 1e12, 0) << " TFLOP/s\n";
   out << "  peak memory      " << Gib(r.peak_memory) << " GiB of " << Gib(r.memory_capacity)
       << " GiB (usable " << Gib(r.usable_memory) << " GiB): "
       << (r.fits_memory ? "fits" : "DOES NOT FIT") << "\n";

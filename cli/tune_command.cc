@@ -23,6 +23,7 @@
 #include "core/file.h"
 #include "core/json.h"
 #include "core/progress.h"
+#include "core/text.h"
 #include "core/units.h"
 #include "costmodel/calibration.h"
 #include "costmodel/calibration_json.h"
@@ -91,13 +92,7 @@ constexpr std::string_view kExamples =
     "  orrery tune --model gpt-1.7b --cluster dgx-a100-80gb --global-batch 64 --backend cuda \\\n"
     "      --ranks 8 --seq-len 2048 --out tune-a100\n";
 
-std::string Fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
-  return buf;
-}
-
-std::string Ms(double seconds) { return Fixed(1e3 * seconds, 3) + " ms"; }
+std::string Ms(double seconds) { return FixedText(1e3 * seconds, 3) + " ms"; }
 
 std::string SignedPercent(double fraction) {
   char buf[64];
@@ -400,7 +395,7 @@ Result<Settings> ReadSettings(const po::variables_map& vm) {
     const double gib = vm["memory-budget"].as<double>();
     if (!(gib > 0)) {
       return InvalidArgumentError("--memory-budget: expected a positive number of GiB, got " +
-                                  Fixed(gib, 2));
+                                  FixedText(gib, 2));
     }
     s.memory_budget = Bytes(static_cast<int64_t>(gib * static_cast<double>(1 << 30)));
   }

@@ -106,17 +106,11 @@ constexpr std::string_view kExamples =
 constexpr int64_t kMaxProfileBytes = int64_t{64} << 20;
 constexpr int64_t kMinProfileBytes = int64_t{4} << 20;
 
-std::string Fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
-  return buf;
-}
-
 std::string Percent(double error) {
-  return std::string(error >= 0 ? "+" : "") + Fixed(100 * error, 1) + "%";
+  return std::string(error >= 0 ? "+" : "") + FixedText(100 * error, 1) + "%";
 }
 
-std::string Ms(double seconds) { return Fixed(1e3 * seconds, 3) + " ms"; }
+std::string Ms(double seconds) { return FixedText(1e3 * seconds, 3) + " ms"; }
 
 // The directory validate works in: --keep DIR (kept), else a fresh temporary
 // one removed when this goes out of scope.
@@ -664,8 +658,8 @@ std::string ReportText(const Settings& s, const Measured& m, const Report& r) {
   out << "  iteration time  predicted " << Ms(r.predicted_s) << ", measured " << Ms(m.median_s)
       << " (median of " << m.samples.size() << "; min " << Ms(m.min_s) << ", max "
       << Ms(m.max_s) << "), error " << Percent(error) << "\n";
-  out << "  throughput      predicted " << Fixed(r.predicted_tokens_per_s, 0)
-      << " tokens/s, measured " << Fixed(m.tokens_per_s, 0) << " tokens/s\n\n";
+  out << "  throughput      predicted " << FixedText(r.predicted_tokens_per_s, 0)
+      << " tokens/s, measured " << FixedText(m.tokens_per_s, 0) << " tokens/s\n\n";
   out << "  per operator class: rank 0, the traced step (every operator synchronized)\n";
   out << "  " << PadText("class", 16) << PadText("ops", 6) << PadText("predicted", 13) << PadText("measured", 13)
       << PadText("per op pred.", 14) << PadText("per op meas.", 14) << "error\n";
@@ -679,8 +673,8 @@ std::string ReportText(const Settings& s, const Measured& m, const Report& r) {
     out << "  " << PadText(row.name, 16) << PadText(std::to_string(row.occurrences), 6)
         << PadText(row.predicted_occurrences > 0 ? Ms(row.predicted.ToSeconds()) : "-", 13)
         << PadText(Ms(row.measured.ToSeconds()), 13)
-        << PadText(row.predicted_occurrences > 0 ? Fixed(1e6 * per_pred, 1) + " us" : "-", 14)
-        << PadText(Fixed(1e6 * row.measured.ToSeconds() / row.occurrences, 1) + " us", 14)
+        << PadText(row.predicted_occurrences > 0 ? FixedText(1e6 * per_pred, 1) + " us" : "-", 14)
+        << PadText(FixedText(1e6 * row.measured.ToSeconds() / row.occurrences, 1) + " us", 14)
         << (e ? Percent(*e) : "-") << "\n";
   }
   out << "\n  trace: " << m.trace_path << "\n";

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace orrery {
 
@@ -18,6 +19,15 @@ size_t TextWidth(std::string_view s);
 
 // `s` followed by spaces up to `width` characters (unchanged when wider).
 std::string PadText(std::string s, size_t width);
+
+// `v` with `digits` digits after the point, as printf's "%.*f".
+std::string FixedText(double v, int digits);
+
+// Rows of cells as aligned columns: each line indented by `indent`
+// spaces, every column but the last padded to its widest cell
+// (TextWidth) plus two spaces, trailing spaces dropped; one line per row,
+// each ending in a newline. Rows may have fewer cells than others.
+std::string FormatColumns(const std::vector<std::vector<std::string>>& rows, size_t indent);
 
 }  // namespace orrery
 

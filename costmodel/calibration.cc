@@ -7,6 +7,7 @@
 #include <sstream>
 #include <utility>
 
+#include "core/text.h"
 #include "workload/operators.h"
 
 namespace orrery::costmodel {
@@ -18,15 +19,7 @@ using traces::ComputeProfileEntry;
 using workload::GemmShape;
 using workload::OperatorClass;
 
-std::string Fixed(double v, int digits) {
-  std::ostringstream out;
-  out.setf(std::ios::fixed);
-  out.precision(digits);
-  out << v;
-  return out.str();
-}
-
-std::string Percent(double v) { return Fixed(100.0 * v, 1) + "%"; }
+std::string Percent(double v) { return FixedText(100.0 * v, 1) + "%"; }
 
 std::string PrecisionStr(Precision p) { return std::string(topology::PrecisionName(p)); }
 
@@ -382,7 +375,7 @@ Status FitLayerScale(const topology::DeviceType& device, Precision precision,
     sources.Add(p.source);
   }
   residuals.push_back(acc.Make("layer scale " + model.name + " " + PrecisionStr(precision) +
-                                   " (x" + Fixed(total, 4) + ")",
+                                   " (x" + FixedText(total, 4) + ")",
                                sources.Join()));
   return Status::Ok();
 }
@@ -723,7 +716,7 @@ std::string ResidualText(const Calibration& c, std::string_view prefix) {
   return "";
 }
 
-std::string FormatBandwidth(Bandwidth b) { return Fixed(b.ToGBps(), 2) + " GB/s"; }
+std::string FormatBandwidth(Bandwidth b) { return FixedText(b.ToGBps(), 2) + " GB/s"; }
 
 // The nominal optimizer time per parameter the simulator uses without a
 // measurement: 12 bytes (fp32 master weights and Adam's two moments, read
@@ -751,7 +744,7 @@ Result<Calibration> Calibrate(const CalibrationRequest& request) {
     const double c = *request.measurements.overlap_coefficient;
     if (!(c >= 1.0)) {
       return InvalidArgumentError(request.measurements.overlap_source +
-                                  ": overlap coefficient " + Fixed(c, 4) + " is below 1");
+                                  ": overlap coefficient " + FixedText(c, 4) + " is below 1");
     }
     out.overlap_slowdown = c - 1.0;
   }
@@ -825,7 +818,7 @@ std::vector<CalibrationChange> DescribeChanges(const topology::ClusterSpec& clus
       const std::string quantity = std::string(name) + " " + p;
       std::string residual = ResidualText(after, quantity);
       if (residual.empty() && values.first == values.second) continue;
-      rows.push_back({quantity, Fixed(values.first, 3), Fixed(values.second, 3), residual});
+      rows.push_back({quantity, FixedText(values.first, 3), FixedText(values.second, 3), residual});
     }
     for (const FitResidual& r : after.residuals) {
       if (r.quantity.rfind("layer scale ", 0) == 0 && r.quantity.find(" " + p + " ") != std::string::npos) {
@@ -844,8 +837,8 @@ std::vector<CalibrationChange> DescribeChanges(const topology::ClusterSpec& clus
     const double old = before != nullptr && before->optimizer_time_per_parameter.has_value()
                            ? before->optimizer_time_per_parameter->ToNanos()
                            : NominalOptimizerNanos(device, before);
-    rows.push_back({"optimizer time per parameter", Fixed(old, 4) + " ns",
-                    Fixed(after.optimizer_time_per_parameter->ToNanos(), 4) + " ns",
+    rows.push_back({"optimizer time per parameter", FixedText(old, 4) + " ns",
+                    FixedText(after.optimizer_time_per_parameter->ToNanos(), 4) + " ns",
                     ResidualText(after, "optimizer")});
   }
   Result<CollectiveModel> old_model = CalibratedCollectiveModel(cluster, before);
@@ -883,7 +876,7 @@ std::vector<CalibrationChange> DescribeChanges(const topology::ClusterSpec& clus
   }
   if (after.overlap_slowdown.has_value()) {
     const double old = before != nullptr ? before->overlap_slowdown.value_or(0.0) : 0.0;
-    rows.push_back({"overlap slowdown", Fixed(old, 3), Fixed(*after.overlap_slowdown, 3), ""});
+    rows.push_back({"overlap slowdown", FixedText(old, 3), FixedText(*after.overlap_slowdown, 3), ""});
   }
   return rows;
 }

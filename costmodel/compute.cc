@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "core/check.h"
+#include "core/text.h"
 
 namespace orrery::costmodel {
 namespace {
@@ -15,14 +16,6 @@ namespace {
 using workload::GemmShape;
 using workload::Operator;
 using workload::OperatorClass;
-
-std::string Fixed(double v, int digits) {
-  std::ostringstream out;
-  out.setf(std::ios::fixed);
-  out.precision(digits);
-  out << v;
-  return out.str();
-}
 
 std::string Lower(std::string_view s) {
   std::string out(s);
@@ -154,7 +147,7 @@ Result<ComputeModel> ComputeModel::Create(const topology::DeviceType& device,
   };
   for (const auto& [name, v] : fractions) {
     if (!(v > 0 && v <= 1)) {
-      return InvalidArgumentError(std::string("compute option ") + name + " = " + Fixed(v, 3) +
+      return InvalidArgumentError(std::string("compute option ") + name + " = " + FixedText(v, 3) +
                                   ": expected a fraction in (0, 1]");
     }
   }
@@ -237,8 +230,8 @@ ComputeEstimate ComputeModel::Roofline(const Operator& op) const {
                std::string(topology::PrecisionName(precision_)) + ", " +
                std::string(workload::OperatorClassName(op.op_class)) +
                (UsesTensorCores(op.op_class)
-                    ? " eff " + Fixed(est.forward_efficiency, 3)
-                    : " at " + Fixed(o.bandwidth_efficiency, 2) + " of memory bandwidth");
+                    ? " eff " + FixedText(est.forward_efficiency, 3)
+                    : " at " + FixedText(o.bandwidth_efficiency, 2) + " of memory bandwidth");
   return est;
 }
 
@@ -291,9 +284,9 @@ std::optional<ComputeModel::Lookup> ComputeModel::Find(const Operator& op, bool 
   fit.time = op.forward_flops / FlopRate::FromFlopsPerSecond(rate);
   fit.provenance = ComputeProvenance::kFitted;
   fit.detail = "fitted: " + std::string(workload::OperatorClassName(op.op_class)) + " at " +
-               Fixed(rate * 1e-12, 1) + " TFLOP/s between measured " +
-               Fixed(std::exp(lo->first) * 1e-9, 3) + " and " +
-               Fixed(std::exp(hi->first) * 1e-9, 3) + " GFLOP";
+               FixedText(rate * 1e-12, 1) + " TFLOP/s between measured " +
+               FixedText(std::exp(lo->first) * 1e-9, 3) + " and " +
+               FixedText(std::exp(hi->first) * 1e-9, 3) + " GFLOP";
   return fit;
 }
 

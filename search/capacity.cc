@@ -41,12 +41,6 @@ namespace {
 constexpr double kSecondsPerDay = 86400.0;
 constexpr double kSecondsPerHour = 3600.0;
 
-std::string Fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
-  return buf;
-}
-
 // The shortest of up to 10 significant digits: "400", "2.5", "1.23e+06".
 std::string Short(double v) {
   char buf[64];
@@ -1001,8 +995,8 @@ std::string RowsToText(const CapacitySettings& settings, const std::vector<Capac
                                    "devx2 d"};
   for (const FaultScenario& f : settings.faults) head.push_back(f.name);
   head.push_back("plan");
-  std::vector<std::vector<std::string>> cells;
-  auto opt = [](const std::optional<double>& v) { return v.has_value() ? Fixed(*v, 1) : "-"; };
+  std::vector<std::vector<std::string>> cells = {head};
+  auto opt = [](const std::optional<double>& v) { return v.has_value() ? FixedText(*v, 1) : "-"; };
   for (const CapacityRow& r : rows) {
     char cost[64];
     const double c = r.figures.cost;
@@ -1015,29 +1009,16 @@ std::string RowsToText(const CapacitySettings& settings, const std::vector<Capac
     }
     std::vector<std::string> row = {
         r.name, std::to_string(r.devices), r.found ? std::to_string(r.devices_used) : "-",
-        Short(r.knobs.nic_gbps), r.found ? Fixed(r.figures.days, 1) : "-",
-        r.found ? cost : "-", r.found ? Fixed(100 * r.figures.mfu, 1) + "%" : "-", r.bound,
+        Short(r.knobs.nic_gbps), r.found ? FixedText(r.figures.days, 1) : "-",
+        r.found ? cost : "-", r.found ? FixedText(100 * r.figures.mfu, 1) + "%" : "-", r.bound,
         opt(r.days_nic_x2), opt(r.days_memory_x2), opt(r.days_devices_x2)};
     for (const CapacityRow::Fault& f : r.faults) {
-      row.push_back(f.slowdown.has_value() ? "+" + Fixed(100 * (*f.slowdown - 1), 1) + "%" : "-");
+      row.push_back(f.slowdown.has_value() ? "+" + FixedText(100 * (*f.slowdown - 1), 1) + "%" : "-");
     }
     row.push_back(r.found ? r.plan : "no plan fits");
     cells.push_back(std::move(row));
   }
-  std::vector<size_t> width(head.size());
-  for (size_t c = 0; c < head.size(); ++c) width[c] = TextWidth(head[c]);
-  for (const auto& row : cells) {
-    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], TextWidth(row[c]));
-  }
-  auto line = [&](const std::vector<std::string>& row) {
-    out << " ";
-    for (size_t c = 0; c < row.size(); ++c) {
-      out << " " << (c + 1 < row.size() ? PadText(row[c], width[c] + 1) : row[c]);
-    }
-    out << "\n";
-  };
-  line(head);
-  for (const auto& row : cells) line(row);
+  out << FormatColumns(cells, 2);
   out << "\n  days: to train the tokens; NICx2 / memx2 / devx2: the days with twice the NIC\n"
          "  bandwidth, memory per device or devices; used: the devices the plan runs on\n"
          "  (fewer when a smaller cluster's plan is faster; the rest idle, still paid)\n";

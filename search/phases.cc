@@ -38,19 +38,13 @@ namespace {
 constexpr double kInfinity = std::numeric_limits<double>::infinity();
 constexpr double kSecondsPerDay = 86400.0;
 
-std::string Fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
-  return buf;
-}
-
 // A span of time for people: "41.2 s", "12.5 min", "7.3 h", "53.1 d".
 std::string Span(double seconds) {
   const double a = std::fabs(seconds);
-  if (a < 120) return Fixed(seconds, a < 10 ? 2 : 1) + " s";
-  if (a < 2 * 3600) return Fixed(seconds / 60, 1) + " min";
-  if (a < 2 * kSecondsPerDay) return Fixed(seconds / 3600, 1) + " h";
-  return Fixed(seconds / kSecondsPerDay, 2) + " d";
+  if (a < 120) return FixedText(seconds, a < 10 ? 2 : 1) + " s";
+  if (a < 2 * 3600) return FixedText(seconds / 60, 1) + " min";
+  if (a < 2 * kSecondsPerDay) return FixedText(seconds / 3600, 1) + " h";
+  return FixedText(seconds / kSecondsPerDay, 2) + " d";
 }
 
 // Decimal bytes, as bandwidths are decimal: "512 B", "3.2 GB", "15.1 TB".
@@ -64,7 +58,7 @@ std::string DecimalBytes(int64_t bytes) {
     v /= 1000;
     ++u;
   }
-  return Fixed(v, v < 10 ? 2 : (v < 100 ? 1 : 0)) + " " + units[u];
+  return FixedText(v, v < 10 ? 2 : (v < 100 ? 1 : 0)) + " " + units[u];
 }
 
 // "15.6T", "800B", "1.05M": a token count with a decimal suffix.
@@ -80,7 +74,7 @@ std::string TokenCount(double tokens) {
       return buf;
     }
   }
-  return Fixed(tokens, 0);
+  return FixedText(tokens, 0);
 }
 
 // "1,234,567".
@@ -363,7 +357,7 @@ Result<PhasePlan> PlanPhases(const PhasePlanningRequest& request, const Progress
     work[p].search_time_s = SecondsSince(start);
     work[p].search = std::make_shared<const SearchResult>(std::move(*result));
     std::string found = std::to_string(work[p].search->plans.size()) + " plans in " +
-                        Fixed(work[p].search_time_s, 1) + " s";
+                        FixedText(work[p].search_time_s, 1) + " s";
     if (!work[p].search->plans.empty()) {
       found += ", best " + PlanSummary(work[p].search->plans.front().plan);
     }
@@ -429,8 +423,8 @@ Result<PhasePlan> PlanPhases(const PhasePlanningRequest& request, const Progress
     score.iteration_time = e->iteration_time;
     score.simulated = simulate;
     if (!e->fits) {
-      score.why_not = "peak memory " + Fixed(e->peak_memory.ToGiB(), 1) + " GiB over the budget " +
-                      Fixed(work[p].evaluator->memory_budget().ToGiB(), 1) + " GiB";
+      score.why_not = "peak memory " + FixedText(e->peak_memory.ToGiB(), 1) + " GiB over the budget " +
+                      FixedText(work[p].evaluator->memory_budget().ToGiB(), 1) + " GiB";
       continue;
     }
     score.runs = true;
@@ -601,8 +595,8 @@ std::string PhasePlanToText(const PhasePlanningRequest& request, const PhasePlan
       << plan.phases.size() << (plan.phases.size() == 1 ? " phase" : " phases") << ", scored by "
       << (plan.simulated ? "the event simulator" : "the analytical model") << "\n";
   if (request.schedule.checkpoint.has_value()) {
-    out << "checkpoint storage: write " << Fixed(request.schedule.checkpoint->write_gb_per_s, 0)
-        << " GB/s, read " << Fixed(request.schedule.checkpoint->read_gb_per_s, 0) << " GB/s\n";
+    out << "checkpoint storage: write " << FixedText(request.schedule.checkpoint->write_gb_per_s, 0)
+        << " GB/s, read " << FixedText(request.schedule.checkpoint->read_gb_per_s, 0) << " GB/s\n";
   } else {
     out << "no checkpoint storage given: switches priced in memory only\n";
   }
@@ -611,7 +605,7 @@ std::string PhasePlanToText(const PhasePlanningRequest& request, const PhasePlan
   const std::vector<std::string> head = {"phase", "steps",     "tokens",   "batch × seq",
                                          "devices", "iteration", "phase time", "switch in",
                                          "plan"};
-  std::vector<std::vector<std::string>> cells;
+  std::vector<std::vector<std::string>> cells = {head};
   for (const PlannedPhase& p : plan.phases) {
     std::string in = "-";
     if (p.switch_in.has_value()) {
@@ -626,20 +620,7 @@ std::string PhasePlanToText(const PhasePlanningRequest& request, const PhasePlan
                      std::to_string(p.devices), FormatDuration(p.iteration_time), Span(p.seconds),
                      in, PlanSummary(plan.candidates[static_cast<size_t>(p.chosen)])});
   }
-  std::vector<size_t> width(head.size());
-  for (size_t c = 0; c < head.size(); ++c) width[c] = TextWidth(head[c]);
-  for (const auto& row : cells) {
-    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], TextWidth(row[c]));
-  }
-  auto line = [&](const std::vector<std::string>& row) {
-    out << " ";
-    for (size_t c = 0; c < row.size(); ++c) {
-      out << " " << (c + 1 < row.size() ? PadText(row[c], width[c] + 1) : row[c]);
-    }
-    out << "\n";
-  };
-  line(head);
-  for (const auto& row : cells) line(row);
+  out << FormatColumns(cells, 2);
 
   // The candidates that matter, on the one scale: every phase's chosen
   // plan and own best, and the best single plan.
@@ -657,7 +638,7 @@ std::string PhasePlanToText(const PhasePlanningRequest& request, const PhasePlan
     std::vector<std::string> chead = {"#", "found in"};
     for (const PlannedPhase& p : plan.phases) chead.push_back(p.name);
     chead.push_back("plan");
-    std::vector<std::vector<std::string>> rows;
+    std::vector<std::vector<std::string>> rows = {chead};
     for (const int c : shown) {
       const size_t uc = static_cast<size_t>(c);
       std::vector<std::string> row = {std::to_string(c + 1), plan.candidate_found_in[uc]};
@@ -669,20 +650,7 @@ std::string PhasePlanToText(const PhasePlanningRequest& request, const PhasePlan
       row.push_back(PlanSummary(plan.candidates[uc]));
       rows.push_back(std::move(row));
     }
-    std::vector<size_t> cw(chead.size());
-    for (size_t c = 0; c < chead.size(); ++c) cw[c] = TextWidth(chead[c]);
-    for (const auto& row : rows) {
-      for (size_t c = 0; c < row.size(); ++c) cw[c] = std::max(cw[c], TextWidth(row[c]));
-    }
-    auto cline = [&](const std::vector<std::string>& row) {
-      out << "   ";
-      for (size_t c = 0; c < row.size(); ++c) {
-        out << " " << (c + 1 < row.size() ? PadText(row[c], cw[c] + 1) : row[c]);
-      }
-      out << "\n";
-    };
-    cline(chead);
-    for (const auto& row : rows) cline(row);
+    out << FormatColumns(rows, 4);
   }
 
   bool any_switch = false;
@@ -713,17 +681,17 @@ std::string PhasePlanToText(const PhasePlanningRequest& request, const PhasePlan
     out << "    " << p.name << ": " << p.note << "\n";
   }
 
-  out << "\n  total      " << Fixed(plan.total_seconds / kSecondsPerDay, 2) << " days: "
+  out << "\n  total      " << FixedText(plan.total_seconds / kSecondsPerDay, 2) << " days: "
       << plan.phases.size() << (plan.phases.size() == 1 ? " phase, " : " phases, ")
       << plan.switches << (plan.switches == 1 ? " switch" : " switches") << " ("
       << Span(plan.switch_seconds) << ")\n";
   if (plan.best_single.has_value()) {
     const double single = *plan.best_single_seconds;
     const double saved = single - plan.total_seconds;
-    out << "  one plan   " << Fixed(single / kSecondsPerDay, 2) << " days with "
+    out << "  one plan   " << FixedText(single / kSecondsPerDay, 2) << " days with "
         << PlanSummary(plan.candidates[static_cast<size_t>(*plan.best_single)])
         << " in every phase: the phase-wise plans save " << Span(saved) << " ("
-        << Fixed(single > 0 ? 100 * saved / single : 0, 2) << "%)\n";
+        << FixedText(single > 0 ? 100 * saved / single : 0, 2) << "%)\n";
   } else {
     out << "  one plan   none: no candidate runs in every phase on the same machines\n";
   }
@@ -731,7 +699,7 @@ std::string PhasePlanToText(const PhasePlanningRequest& request, const PhasePlan
   for (const PlannedPhase& p : plan.phases) search_s += p.search_time_s;
   out << "  searched   " << plan.candidates.size() << " candidate plans from "
       << plan.phases.size() << (plan.phases.size() == 1 ? " phase" : " phases") << " in "
-      << Fixed(search_s, 1) << " s; " << plan.switch_costs_computed << " switches priced\n";
+      << FixedText(search_s, 1) << " s; " << plan.switch_costs_computed << " switches priced\n";
   return out.str();
 }
 

@@ -1,0 +1,48 @@
+// core/text.h: widths count UTF-8 characters, padding and columns line up
+// text holding "×", and FixedText is printf's "%.*f" without a length cap.
+#include "core/text.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace orrery {
+namespace {
+
+TEST(TextWidth, CountsCharactersNotBytes) {
+  EXPECT_EQ(TextWidth(""), 0u);
+  EXPECT_EQ(TextWidth("tp2"), 3u);
+  EXPECT_EQ(TextWidth("2048 × 8192"), 11u);  // "×" is 2 bytes
+  EXPECT_EQ(TextWidth("ασ"), 2u);
+}
+
+TEST(PadText, PadsToCharactersAndNeverCuts) {
+  EXPECT_EQ(PadText("a×", 4), "a×  ");
+  EXPECT_EQ(PadText("abcdef", 3), "abcdef");
+}
+
+TEST(FixedText, IsPrintfFixedOfAnyLength) {
+  EXPECT_EQ(FixedText(3.14159, 2), "3.14");
+  EXPECT_EQ(FixedText(-0.5, 0), "-0");
+  EXPECT_EQ(FixedText(2.5e-7, 3), "0.000");
+  // Longer than any fixed buffer of 64 characters.
+  const std::string big = FixedText(1e80, 1);
+  EXPECT_EQ(big.size(), 83u);
+  EXPECT_EQ(big.substr(big.size() - 2), ".0");
+}
+
+TEST(FormatColumns, AlignsEveryColumnButTheLastTwoSpacesApart) {
+  const std::string out = FormatColumns({{"phase", "batch", "plan"},
+                                         {"8k", "2048 × 8192", "tp8"},
+                                         {"long-context", "1", ""}},
+                                        2);
+  EXPECT_EQ(out,
+            "  phase         batch        plan\n"
+            "  8k            2048 × 8192  tp8\n"
+            "  long-context  1\n");  // trailing spaces dropped
+  EXPECT_EQ(FormatColumns({}, 2), "");
+}
+
+}  // namespace
+}  // namespace orrery
