@@ -32,6 +32,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -127,6 +128,19 @@ Result<PhasesResult> RunPhases(MpiWorld& world, const workload::ModelSpec& model
                                const workload::PhaseSchedule& schedule,
                                const ExecuteOptions& options,
                                const SwitchTrafficModel& traffic_model = nullptr);
+
+// Moves `session`'s training state from plan `current` to plan `next`
+// (over the same ranks) and returns `next`'s session holding it, filling
+// `record` (from_phase is left to the caller; predicted is not filled).
+// What RunPhases does at a phase boundary and RunWithReplanning at a
+// switch (exec/replan_runner.h). Collective; failures abort the job.
+std::unique_ptr<TrainingSession> SwitchSession(MpiWorld& world,
+                                               const workload::ModelSpec& model,
+                                               const workload::Plan& current,
+                                               const workload::Plan& next,
+                                               const ExecuteOptions& options,
+                                               std::unique_ptr<TrainingSession> session,
+                                               SwitchRecord& record);
 
 }  // namespace orrery::exec
 

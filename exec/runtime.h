@@ -201,6 +201,16 @@ class TrainingSession {
   StepResult Step();
   int64_t steps_done() const;
 
+  // This rank's compute speed, for finding a straggler: the seconds of one
+  // GEMM of [rows, hidden] × [hidden, hidden] (rows = the plan's
+  // micro-batch × sequence length, at least 512 and at most 4,096), each
+  // an operator of the trainer (so a slow rank's compute factor applies),
+  // after one untimed GEMM; the fastest of `repeats` timed batches, each
+  // of enough GEMMs to last 20 ms. Not collective: every rank runs the
+  // same shapes, so their answers compare (a straggler's is larger) —
+  // what `orrery execute --replan` measures. REQUIRES: repeats >= 1.
+  double ProbeComputeSeconds(int repeats);
+
   // This rank's layout: equal to TrainerStateLayout for its plan and rank.
   const TrainerLayout& layout() const;
   Backend& backend();
