@@ -1,7 +1,9 @@
 // `orrery capacity`: what-if capacity planning over hypothetical clusters
 // (search/capacity.h, docs/capacity.md, issue #9). Under mpirun the
 // distinct searches are dealt to the ranks and gathered on rank 0, which
-// alone prints and writes.
+// alone prints and writes. With --phases (issue #10,
+// search/capacity_phases.h) every point is planned phase by phase, on
+// rank 0 alone.
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -19,8 +21,10 @@
 #include "core/text.h"
 #include "exec/mpi_world.h"
 #include "search/capacity.h"
+#include "search/capacity_phases.h"
 #include "search/search.h"
 #include "workload/hf_import.h"
+#include "workload/phases.h"
 
 namespace orrery::cli {
 
@@ -34,6 +38,9 @@ constexpr std::string_view kUsage =
     "orrery capacity --model M --tokens T --sweep sweep.json [--global-batch B]\n"
     "                   [--seq-len S] [--out DIR] [--sensitivity LIST] [--simulate-best]\n"
     "                   [--bound-share F] [--time-limit SECONDS] [--algorithm NAME]\n"
+    "                   [--format text|json]\n"
+    "  orrery capacity --model M --phases FILE --sweep sweep.json [--out DIR]\n"
+    "                   [--simulate-best] [--time-limit SECONDS] [--algorithm NAME]\n"
     "                   [--format text|json]";
 
 constexpr std::string_view kDescription =
@@ -81,14 +88,41 @@ constexpr std::string_view kDescription =
     "search on stderr; --out DIR writes DIR/capacity.csv and DIR/capacity.json,\n"
     "only when every search succeeded. Every core is used; under\n"
     "`mpirun -np N orrery capacity ...` the searches are dealt to N ranks\n"
-    "(largest clusters first) and the result is the same as one rank's.";
+    "(largest clusters first) and the result is the same as one rank's.\n"
+    "\n"
+    "Phases (--phases FILE, the file of `orrery search --phases`, docs/phases.md):\n"
+    "training in phases (a batch ramp, a long-context phase), each with its tokens\n"
+    "or steps, global_batch and seq_len. Every point is planned phase by phase:\n"
+    "each phase's best 5 plans are candidates, every candidate is scored on every\n"
+    "phase, switches between plans are priced (in memory, or through the file's\n"
+    "checkpoint storage) and the plans with the least total time are chosen.\n"
+    "Reported per point: days (every phase plus every switch), the switches and\n"
+    "their time, the days of the best single plan for every phase (none when no\n"
+    "candidate runs in every phase) and the saving over it, and the cost\n"
+    "(device-hours of every phase and switch × price). The phases give the tokens,\n"
+    "batch and sequence: --tokens, --global-batch and --seq-len are refused with\n"
+    "--phases. A phase runs on the point's cluster, or with \"nodes\" on that many\n"
+    "nodes of it; a phase naming its own \"cluster\" is refused (the sweep says\n"
+    "which machines). Not with --phases: --sensitivity (no ×2 searches are run),\n"
+    "the sweep's \"faults\" and --bound-share (no bound is reported); each is\n"
+    "refused. --simulate-best scores every candidate on every phase with the event\n"
+    "simulator (slow at thousands of devices). --out DIR writes\n"
+    "DIR/capacity-phases.csv and DIR/capacity-phases.json. Under mpirun, rank 0\n"
+    "alone plans every point.";
 
 constexpr std::string_view kExamples =
     "  orrery capacity --model llama3-70b --tokens 15T --global-batch 2048 --seq-len 8192 \\\n"
     "      --sweep sweep.json --out results/\n"
     "  orrery capacity --model gpt-1.7b --tokens 300B --global-batch 64 --sweep small.json \\\n"
     "      --format json\n"
-    "  mpirun -np 4 orrery capacity --model llama3-70b --tokens 15e12 --sweep sweep.json\n";
+    "  mpirun -np 4 orrery capacity --model llama3-70b --tokens 15e12 --sweep sweep.json\n"
+    "  # a batch ramp then the main phase, on every point of the sweep:\n"
+    "  cat > ramp.json <<'EOF'\n"
+    "  {\"phases\": [\n"
+    "     {\"name\": \"ramp\", \"tokens\": \"2B\",   \"seq_len\": 2048, \"global_batch\": 16},\n"
+    "     {\"name\": \"main\", \"tokens\": \"100B\", \"seq_len\": 2048, \"global_batch\": 256}]}\n"
+    "  EOF\n"
+    "  orrery capacity --model gpt-1.7b --phases ramp.json --sweep small.json --out results/\n";
 
 std::string DefaultAlgorithm() {
   const std::vector<std::string> names = search::SearchAlgorithmNames();
@@ -116,6 +150,35 @@ std::string JobLine(const search::CapacityJob& job, int number, int of,
          FixedText(o.search_time_s, 1) + " s)";
 }
 
+// The options shared by both forms.
+Result<std::string> AlgorithmOf(const po::variables_map& vm) {
+  std::string algorithm =
+      vm.count("algorithm") > 0 ? vm["algorithm"].as<std::string>() : DefaultAlgorithm();
+  ORRERY_RETURN_IF_ERROR(search::MakeSearchAlgorithm(algorithm).status());
+  return algorithm;
+}
+
+Result<std::optional<double>> TimeLimitOf(const po::variables_map& vm) {
+  if (vm.count("time-limit") == 0) return std::optional<double>();
+  const double limit = vm["time-limit"].as<double>();
+  if (!(limit > 0)) {
+    return InvalidArgumentError("--time-limit: expected a positive number of seconds, got " +
+                                FixedText(limit, 2));
+  }
+  return std::optional<double>(limit);
+}
+
+// "" without --out.
+Result<std::string> OutDirOf(const po::variables_map& vm) {
+  if (vm.count("out") == 0) return std::string();
+  std::string dir = vm["out"].as<std::string>();
+  std::error_code ec;
+  if (std::filesystem::exists(dir, ec) && !std::filesystem::is_directory(dir, ec)) {
+    return InvalidArgumentError("--out: '" + dir + "' exists and is not a directory");
+  }
+  return dir;
+}
+
 struct Inputs {
   search::CapacitySettings settings;
   search::Sweep sweep;
@@ -129,7 +192,10 @@ Result<Inputs> ReadInputs(const po::variables_map& vm) {
   ORRERY_ASSIGN_OR_RETURN(in.format, GetFormat(vm));
   for (const char* required : {"model", "tokens", "sweep"}) {
     if (vm.count(required) == 0) {
-      return InvalidArgumentError(std::string("--") + required + " is required");
+      return InvalidArgumentError(std::string("--") + required + " is required" +
+                                  (std::string_view(required) == "tokens"
+                                       ? " (or --phases FILE)"
+                                       : ""));
     }
   }
   ORRERY_ASSIGN_OR_RETURN(in.settings.model, workload::LoadModel(vm["model"].as<std::string>()));
@@ -148,31 +214,15 @@ Result<Inputs> ReadInputs(const po::variables_map& vm) {
     return InvalidArgumentError("--seq-len: expected a positive integer, got " +
                                 std::to_string(in.settings.sequence_length));
   }
-  in.settings.algorithm =
-      vm.count("algorithm") > 0 ? vm["algorithm"].as<std::string>() : DefaultAlgorithm();
-  ORRERY_RETURN_IF_ERROR(search::MakeSearchAlgorithm(in.settings.algorithm).status());
-  if (vm.count("time-limit") > 0) {
-    const double limit = vm["time-limit"].as<double>();
-    if (!(limit > 0)) {
-      return InvalidArgumentError("--time-limit: expected a positive number of seconds, got " +
-                                  FixedText(limit, 2));
-    }
-    in.settings.time_limit_s = limit;
-  }
+  ORRERY_ASSIGN_OR_RETURN(in.settings.algorithm, AlgorithmOf(vm));
+  ORRERY_ASSIGN_OR_RETURN(in.settings.time_limit_s, TimeLimitOf(vm));
   in.settings.simulate_best = vm["simulate-best"].as<bool>();
   in.settings.bound_share = vm["bound-share"].as<double>();
   if (!(in.settings.bound_share > 0 && in.settings.bound_share <= 1)) {
     return InvalidArgumentError("--bound-share: expected a fraction in (0, 1], got " +
                                 FixedText(in.settings.bound_share, 3));
   }
-  if (vm.count("out") > 0) {
-    in.out_dir = vm["out"].as<std::string>();
-    std::error_code ec;
-    if (std::filesystem::exists(in.out_dir, ec) &&
-        !std::filesystem::is_directory(in.out_dir, ec)) {
-      return InvalidArgumentError("--out: '" + in.out_dir + "' exists and is not a directory");
-    }
-  }
+  ORRERY_ASSIGN_OR_RETURN(in.out_dir, OutDirOf(vm));
   ORRERY_ASSIGN_OR_RETURN(in.sweep, search::LoadSweepFile(vm["sweep"].as<std::string>()));
   Result<search::Sensitivities> which =
       search::ParseSensitivities(vm["sensitivity"].as<std::string>());
@@ -259,6 +309,137 @@ Status WriteOutputs(const Inputs& in, const std::vector<search::CapacityRow>& ro
   return WriteFileAtomically((dir / "capacity.json").string(), json);
 }
 
+// `orrery capacity --phases FILE`: search/capacity_phases.h.
+struct PhasedInputs {
+  search::PhasedCapacitySettings settings;
+  search::Sweep sweep;
+  search::CapacityWork work;
+  std::string out_dir;
+  OutputFormat format = OutputFormat::kText;
+};
+
+Result<PhasedInputs> ReadPhasedInputs(const po::variables_map& vm) {
+  PhasedInputs in;
+  ORRERY_ASSIGN_OR_RETURN(in.format, GetFormat(vm));
+  // What the phases file gives, or what is not computed with --phases:
+  // refused before anything is read, never silently ignored.
+  for (const char* option : {"tokens", "global-batch", "seq-len"}) {
+    if (vm.count(option) > 0 && !vm[option].defaulted()) {
+      return InvalidArgumentError(
+          std::string("--") + option + " and --phases: with --phases every phase sets its own "
+          "tokens (or steps), global_batch and seq_len in the phases file; leave --" + option +
+          " out");
+    }
+  }
+  if (!vm["sensitivity"].defaulted() && vm["sensitivity"].as<std::string>() != "none") {
+    return InvalidArgumentError("--sensitivity and --phases: the ×2 sensitivity searches are not "
+                                "run with --phases; leave --sensitivity out");
+  }
+  if (!vm["bound-share"].defaulted()) {
+    return InvalidArgumentError("--bound-share and --phases: no bound is reported with --phases; "
+                                "leave --bound-share out");
+  }
+  for (const char* required : {"model", "sweep"}) {
+    if (vm.count(required) == 0) {
+      return InvalidArgumentError(std::string("--") + required + " is required");
+    }
+  }
+  ORRERY_ASSIGN_OR_RETURN(in.settings.model, workload::LoadModel(vm["model"].as<std::string>()));
+  ORRERY_ASSIGN_OR_RETURN(in.settings.schedule,
+                          workload::LoadPhasesFile(vm["phases"].as<std::string>()));
+  ORRERY_RETURN_IF_ERROR(search::CheckPhasesForCapacity(in.settings.schedule));
+  ORRERY_ASSIGN_OR_RETURN(in.settings.algorithm, AlgorithmOf(vm));
+  ORRERY_ASSIGN_OR_RETURN(in.settings.time_limit_s, TimeLimitOf(vm));
+  in.settings.simulate = vm["simulate-best"].as<bool>();
+  ORRERY_ASSIGN_OR_RETURN(in.out_dir, OutDirOf(vm));
+  ORRERY_ASSIGN_OR_RETURN(in.sweep, search::LoadSweepFile(vm["sweep"].as<std::string>()));
+  if (!in.sweep.faults.empty()) {
+    return InvalidArgumentError(in.sweep.source + ": field 'faults': fault scenarios are not "
+                                "simulated with --phases; run the sweep without --phases, or "
+                                "leave the field out");
+  }
+  ORRERY_ASSIGN_OR_RETURN(in.work,
+                          search::PlanCapacityWork(in.sweep, search::Sensitivities{false, false,
+                                                                                   false}));
+  return in;
+}
+
+// The progress line of one planned point.
+std::string PhasedPointLine(int number, int of, const search::PhasedCapacityRow& r) {
+  std::string line = "point " + std::to_string(number) + "/" + std::to_string(of) + " " +
+                     r.label + ": ";
+  if (!r.found) return line + "no schedule fits (" + FixedText(r.search_time_s, 1) + " s)";
+  line += FixedText(r.days(), 2) + " days, " + std::to_string(r.switches) +
+          (r.switches == 1 ? " switch (" : " switches (") + FixedText(r.switch_seconds, 2) +
+          " s), one plan ";
+  if (r.best_single_seconds.has_value()) {
+    line += FixedText(*r.best_single_seconds / 86400.0, 2) + " days, saving " +
+            FixedText(*r.saving_percent(), 2) + "%";
+  } else {
+    line += "none";
+  }
+  return line + " (" + FixedText(r.search_time_s, 1) + " s)";
+}
+
+int RunPhasedCapacity(const po::variables_map& vm, CommandIo& io) {
+  Result<PhasedInputs> inputs = ReadPhasedInputs(vm);
+  if (!inputs.ok()) return ReportError(kCommand, inputs.status(), io);
+  const PhasedInputs& in = *inputs;
+  // One plan per distinct cluster; points of equal clusters (in two
+  // entries) share it with their own name and price.
+  std::vector<std::optional<search::PhasedCapacityRow>> of_job(in.work.jobs.size());
+  std::vector<search::PhasedCapacityRow> rows;
+  const int points = static_cast<int>(in.work.points.size());
+  for (int i = 0; i < points; ++i) {
+    const search::CapacityPoint& point = in.work.points[static_cast<size_t>(i)];
+    const size_t j = static_cast<size_t>(in.work.uses[static_cast<size_t>(i)].point);
+    const search::CapacityJob& job = in.work.jobs[j];
+    if (!of_job[j].has_value()) {
+      Result<search::PhasedCapacityRow> row = search::RunPhasedCapacityPoint(
+          in.settings, in.sweep, point, job.cluster, job.label);
+      if (!row.ok()) return ReportError(kCommand, row.status().WithContext(job.label), io);
+      of_job[j] = std::move(*row);
+    }
+    search::PhasedCapacityRow row = *of_job[j];
+    const search::SweepEntry& entry = in.sweep.entries[static_cast<size_t>(point.entry)];
+    row.name = entry.name;
+    row.knobs = point.knobs;
+    row.price_per_device_hour = entry.price_per_device_hour;
+    row.cost = row.device_hours * row.price_per_device_hour;
+    if (!IsQuiet()) io.err << PhasedPointLine(i + 1, points, row) << std::endl;
+    rows.push_back(std::move(row));
+  }
+  if (!in.out_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(in.out_dir, ec);
+    if (ec) {
+      return ReportError(kCommand,
+                         IoError("--out: cannot create directory '" + in.out_dir + "': " +
+                                 ec.message()),
+                         io);
+    }
+    const std::filesystem::path dir(in.out_dir);
+    // Both rendered before either is written.
+    const std::string csv = search::PhasedRowsToCsv(rows);
+    const std::string json = DumpJson(search::PhasedRowsToJson(in.settings, rows));
+    Status written = WriteFileAtomically((dir / "capacity-phases.csv").string(), csv);
+    if (written.ok()) {
+      written = WriteFileAtomically((dir / "capacity-phases.json").string(), json);
+    }
+    if (!written.ok()) return ReportError(kCommand, written, io);
+  }
+  if (in.format == OutputFormat::kJson) {
+    io.out << DumpJson(search::PhasedRowsToJson(in.settings, rows));
+  } else {
+    io.out << search::PhasedRowsToText(in.settings, rows);
+    if (!in.out_dir.empty()) {
+      io.out << "\n  written: " << in.out_dir << "/capacity-phases.csv, " << in.out_dir
+             << "/capacity-phases.json\n";
+    }
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int RunCapacity(const std::vector<std::string>& args, CommandIo& io) {
@@ -267,7 +448,10 @@ int RunCapacity(const std::vector<std::string>& args, CommandIo& io) {
       ("model", po::value<std::string>()->value_name("M"),
        "model preset (llama3-70b, ...) or HuggingFace config.json (required)")
       ("tokens", po::value<std::string>()->value_name("T"),
-       "tokens to train: 15T, 300B, 15e12 (required)")
+       "tokens to train: 15T, 300B, 15e12 (required, unless --phases)")
+      ("phases", po::value<std::string>()->value_name("FILE"),
+       "plan every point phase by phase (docs/phases.md's file); replaces --tokens, "
+       "--global-batch and --seq-len")
       ("sweep", po::value<std::string>()->value_name("FILE"),
        "the sweep file: the hypothetical clusters (required)")
       ("global-batch", po::value<int>()->default_value(2048)->value_name("B"),
@@ -275,16 +459,18 @@ int RunCapacity(const std::vector<std::string>& args, CommandIo& io) {
       ("seq-len", po::value<int>()->value_name("S"),
        "tokens per sequence (default: the model's training sequence length)")
       ("out", po::value<std::string>()->value_name("DIR"),
-       "write DIR/capacity.csv and DIR/capacity.json")
+       "write DIR/capacity.csv and DIR/capacity.json (with --phases, "
+       "DIR/capacity-phases.csv and DIR/capacity-phases.json)")
       ("simulate-best", po::bool_switch(),
        "event-simulate each search's chosen plan (slow: minutes per plan at 10,000+ "
-       "devices)")
+       "devices); with --phases, score every candidate on every phase by simulation")
       ("sensitivity", po::value<std::string>()->default_value("nic,memory,devices")
                           ->value_name("LIST"),
-       "which ×2 searches to run: any of nic, memory, devices, or none")
+       "which ×2 searches to run: any of nic, memory, devices, or none (not with "
+       "--phases)")
       ("bound-share", po::value<double>()->default_value(0.25)->value_name("FRACTION"),
        "a loss (bubble, a network tier, ...) that takes at least this share of the "
-       "iteration is the bound; otherwise compute")
+       "iteration is the bound; otherwise compute (not with --phases)")
       ("time-limit", po::value<double>()->value_name("SECONDS"),
        "stop each search after this long with what it has")
       ("algorithm", po::value<std::string>()->value_name("NAME"),
@@ -306,6 +492,13 @@ int RunCapacity(const std::vector<std::string>& args, CommandIo& io) {
   const int rank = world != nullptr ? world->rank() : 0;
   const int ranks = world != nullptr ? world->size() : 1;
   const bool root = rank == 0;
+  if (vm.count("phases") > 0) {
+    // Single-process: rank 0 plans every point, the others wait for its
+    // exit code.
+    int code = root ? RunPhasedCapacity(vm, io) : kExitOk;
+    if (world != nullptr) code = std::stoi(world->BroadcastFromRoot(std::to_string(code)));
+    return code;
+  }
   std::ostringstream discard;
   CommandIo quiet{discard, discard};
   CommandIo& rank_io = root ? io : quiet;

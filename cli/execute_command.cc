@@ -8,6 +8,7 @@
 // moving the training state between plans at every switch
 // (exec/phase_runner.h), and prints each switch's bytes beside the switch
 // cost model's (costmodel/reshard_cost.h). docs/executor.md has the details.
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "cli/plan_options.h"
+#include "cli/replan.h"
 #include "cli/subcommands.h"
 #include "core/file.h"
 #include "core/json.h"
@@ -53,7 +55,10 @@ constexpr std::string_view kUsage =
     "                   [--trace-out DIR [--trace-iterations K]] [--save-parameters FILE]\n"
     "                   [--format text|json] [--out FILE]\n"
     "[mpirun -np N] orrery execute --model M --phases FILE [--backend cpu|cuda]\n"
-    "                   [--seed S] [--lr X] [--format text|json] [--out FILE]";
+    "                   [--seed S] [--lr X] [--format text|json] [--out FILE]\n"
+    "[mpirun -np N] orrery execute --model M (--plan FILE | plan flags) --backend cpu|cuda\n"
+    "                   --replan MARGIN --cluster C --iterations N [--replan-window K]\n"
+    "                   [--slow-rank RANK:FACTOR] [--format text|json] [--out FILE]";
 
 constexpr std::string_view kDescription =
     "Runs real training iterations of a plan: one process per rank, started by\n"
@@ -93,6 +98,22 @@ constexpr std::string_view kDescription =
     "bytes per rank are the same. --iterations, --warmup, tracing and\n"
     "--save-parameters do not apply to phases.\n"
     "\n"
+    "Re-planning (--replan MARGIN, docs/replanning.md): the --iterations steps run\n"
+    "in windows of --replan-window steps. After each window (but the first after\n"
+    "the start and after a switch: warm-up) its median step is compared with the\n"
+    "event simulation of the running plan on --cluster (a calibrated cluster from\n"
+    "`orrery calibrate` or `orrery tune`, narrowed to the ranks when it is a\n"
+    "one-node cpu-local) under the faults known so far. When it is more than\n"
+    "MARGIN (0.2 = 20%) slower, every rank times the same GEMMs; a rank at least\n"
+    "1.15× slower than the fastest is a slow device of that factor; what that does\n"
+    "not explain becomes a scale on every prediction (recalibration). The\n"
+    "exhaustive search then runs again with the slow devices (a slow pipeline\n"
+    "stage gets fewer layers), and the run switches to its best plan the executor\n"
+    "can run when the predicted gain over the steps left exceeds the switch's\n"
+    "predicted cost, moving the state in memory as --phases does. Every check and\n"
+    "decision is logged on stderr as it is made, with its numbers, and reported.\n"
+    "--slow-rank makes a straggler to try it on.\n"
+    "\n"
     "--out FILE also writes the JSON report to FILE (atomically).\n"
     "\n"
     "The backend runs in fp32 whatever the plan's precision. Gradients are not\n"
@@ -116,6 +137,10 @@ constexpr std::string_view kExamples =
     "  #     {\"name\": \"tp\", \"steps\": 3, \"seq_len\": 32, \"global_batch\": 8,\n"
     "  #      \"plan\": \"tp2.json\"}]}\n"
     "  mpirun -np 2 orrery execute --model gpt-tiny --phases phases.json --backend cpu\n"
+    "  # dp 2 with rank 1 at a third of its speed: re-planned after window 1\n"
+    "  mpirun -np 2 orrery execute --model gpt-tiny --dp 2 --global-batch 8 --seq-len 32 \\\n"
+    "      --backend cpu --iterations 24 --replan 0.2 --replan-window 4 \\\n"
+    "      --cluster tune/round0/calibrated.json --slow-rank 1:3\n"
     "  srun -N 2 --ntasks-per-node 8 orrery execute --model gpt-1.7b --tp 4 --pp 2 \\\n"
     "      --micro-batch 2 --global-batch 64 --backend cuda --iterations 10\n";
 
@@ -250,7 +275,7 @@ Status PhasesExclusions(const po::variables_map& vm) {
   }
   for (const char* name :
        {"iterations", "warmup", "trace-out", "trace-iterations", "save-parameters", "cluster",
-        "nodes"}) {
+        "nodes", "replan", "replan-window"}) {
     if (vm.count(name) > 0 && !vm[name].defaulted()) {
       given.push_back(std::string("--") + name);
     }
@@ -261,6 +286,45 @@ Status PhasesExclusions(const po::variables_map& vm) {
   return InvalidArgumentError(
       "--phases takes every phase's plan and steps from the phases file; " + list +
       (given.size() == 1 ? " does" : " do") + " not apply (give plans in the file)");
+}
+
+// The flags --replan needs or that do not apply to it: InvalidArgument
+// naming them.
+Status ReplanExclusions(const po::variables_map& vm) {
+  if (vm.count("cluster") == 0) {
+    return InvalidArgumentError(
+        "--replan needs --cluster: the cluster its predictions and searches use, best a "
+        "calibrated one (`orrery tune --out DIR` writes DIR/round0/calibrated.json; "
+        "`orrery calibrate --out F` writes F)");
+  }
+  const double margin = vm["replan"].as<double>();
+  if (!(margin > 0) || !std::isfinite(margin)) {
+    return InvalidArgumentError("--replan: expected a margin > 0 (0.2 = 20% slower than "
+                                "predicted), got " + FixedText(margin, 3));
+  }
+  const int window = vm["replan-window"].as<int>();
+  const int iterations = vm["iterations"].as<int>();
+  if (window < 1) {
+    return InvalidArgumentError("--replan-window: expected an integer >= 1, got " +
+                                std::to_string(window));
+  }
+  if (iterations < 2 * window) {
+    return InvalidArgumentError(
+        "--replan: --iterations " + std::to_string(iterations) + " is less than two windows of " +
+        std::to_string(window) + " steps (--replan-window): the first window is warm-up, so "
+        "nothing would be judged");
+  }
+  std::vector<std::string> given;
+  for (const char* name : {"phases", "warmup", "trace-out", "trace-iterations",
+                           "save-parameters"}) {
+    if (vm.count(name) > 0 && !vm[name].defaulted()) given.push_back(std::string("--") + name);
+  }
+  if (given.empty()) return Status::Ok();
+  std::string list;
+  for (size_t i = 0; i < given.size(); ++i) list += (i == 0 ? "" : ", ") + given[i];
+  return InvalidArgumentError("--replan runs --iterations steps in windows (the first is its "
+                              "warm-up) and traces none; " + list +
+                              (given.size() == 1 ? " does" : " do") + " not apply");
 }
 
 // "tp 2 (sp), pp 2 1f1b, dp 1, ZeRO 1".
@@ -519,7 +583,13 @@ int RunExecute(const std::vector<std::string>& args, CommandIo& io) {
        "also write the JSON report to FILE (atomically)")
       ("slow-rank", po::value<std::vector<std::string>>()->composing()->value_name("RANK:FACTOR"),
        "fault injection: every compute operator of RANK takes FACTOR (>= 1) times as long, "
-       "as `orrery simulate --slow-device` models it; repeatable");
+       "as `orrery simulate --slow-device` models it; repeatable")
+      ("replan", po::value<double>()->value_name("MARGIN"),
+       "re-plan at run time when a window's median step is more than MARGIN (0.2 = 20%) "
+       "slower than predicted on --cluster (needs --cluster)")
+      ("replan-window", po::value<int>()->default_value(5)->value_name("K"),
+       "steps per window of --replan; the first window after the start and after a "
+       "switch is warm-up");
   AddFormatOption(options);
   AddPlanOptions(options);
   po::variables_map vm;
@@ -582,6 +652,12 @@ int RunExecute(const std::vector<std::string>& args, CommandIo& io) {
                             exec_options, *format, out_path, io);
   }
 
+  const bool replan = vm.count("replan") > 0;
+  if (replan) {
+    Status alone = ReplanExclusions(vm);
+    if (!alone.ok()) return ReportError(kCommand, alone, io);
+  }
+
   Result<std::unique_ptr<exec::MpiWorld>> joined = exec::MpiWorld::Join();
   if (!joined.ok()) return ReportError(kCommand, joined.status(), io);
   exec::MpiWorld& world = **joined;
@@ -594,7 +670,22 @@ int RunExecute(const std::vector<std::string>& args, CommandIo& io) {
 
   Result<workload::ModelSpec> model = workload::LoadModel(vm["model"].as<std::string>());
   if (!model.ok()) return fail(model.status());
-  Result<topology::ClusterSpec> cluster = LaunchedCluster(vm, world.size());
+  // Re-planning predicts on --cluster with its calibration, narrowed to the
+  // ranks; the plan flags are read against the same cluster.
+  std::optional<ClusterInput> replan_cluster;
+  if (replan) {
+    std::optional<int> nodes;
+    if (vm.count("nodes") > 0) nodes = vm["nodes"].as<int>();
+    Result<ClusterInput> input = LoadClusterInput(vm["cluster"].as<std::string>(), nodes);
+    if (!input.ok()) return fail(input.status().WithContext("--cluster"));
+    Result<topology::ClusterSpec> narrowed = ClusterForRanks(*input, world.size(), "--cluster");
+    if (!narrowed.ok()) return fail(narrowed.status());
+    input->cluster = std::move(*narrowed);
+    replan_cluster = std::move(*input);
+  }
+  Result<topology::ClusterSpec> cluster =
+      replan ? Result<topology::ClusterSpec>(replan_cluster->cluster)
+             : LaunchedCluster(vm, world.size());
   if (!cluster.ok()) return fail(cluster.status());
   Result<workload::Plan> plan = PlanFromOptions(vm, *model, *cluster);
   if (!plan.ok()) return fail(plan.status());
@@ -603,6 +694,19 @@ int RunExecute(const std::vector<std::string>& args, CommandIo& io) {
   }
   Status executable = exec::CheckExecutable(*model, *plan, world.size());
   if (!executable.ok()) return fail(executable);
+  if (replan) {
+    ReplanCommand command;
+    command.model = *model;
+    command.plan = *plan;
+    command.cluster = std::move(*replan_cluster);
+    command.margin = vm["replan"].as<double>();
+    command.window = vm["replan-window"].as<int>();
+    command.steps = exec_options.iterations;
+    command.options = exec_options;
+    command.format = *format;
+    command.out_path = out_path;
+    return RunExecuteReplan(world, command, io);
+  }
 
   Result<exec::ExecutionResult> result = exec::RunTraining(world, *model, *plan, exec_options);
   if (!result.ok()) return fail(result.status());

@@ -7,6 +7,7 @@
 // this process — and leaves its files under --out, so each round can be
 // inspected and re-run by hand.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -19,6 +20,7 @@
 #include "cli/command.h"
 #include "cli/launcher.h"
 #include "cli/plan_options.h"
+#include "cli/replan.h"
 #include "cli/subcommands.h"
 #include "core/file.h"
 #include "core/json.h"
@@ -31,6 +33,7 @@
 #include "exec/runtime.h"
 #include "search/search.h"
 #include "search/space.h"
+#include "sim/faults.h"
 #include "topology/cluster_spec.h"
 #include "topology/cluster_spec_json.h"
 #include "workload/hf_import.h"
@@ -51,6 +54,7 @@ constexpr std::string_view kUsage =
     "orrery tune --model M --cluster C --global-batch B --backend cpu|cuda [--ranks N]\n"
     "               [--seq-len S] [--memory-budget GiB] [--max-rounds R] [--iterations K]\n"
     "               [--warmup W] [--launcher auto|mpirun|srun] [--out DIR]\n"
+    "               [--replan MARGIN [--replan-window K]] [--slow-rank RANK:FACTOR]\n"
     "               [--format text|json]";
 
 constexpr std::string_view kDescription =
@@ -82,13 +86,28 @@ constexpr std::string_view kDescription =
     "\n"
     "The cluster must hold N devices; a one-node cluster without NICs (cpu-local)\n"
     "with more is narrowed to N. Ranks are launched with mpirun (or srun under\n"
-    "Slurm), one per device: on CPUs one per core.";
+    "Slurm), one per device: on CPUs one per core.\n"
+    "\n"
+    "With --replan MARGIN every execution re-plans at run time (`orrery execute\n"
+    "--replan`, docs/replanning.md) against the round's calibrated cluster: when a\n"
+    "window of --replan-window steps is more than MARGIN slower than predicted,\n"
+    "it probes the ranks, takes a rank slower than the rest as a slow device,\n"
+    "searches again and switches plan in memory when the gain over the steps\n"
+    "left beats the switch. The round's measurement is then of the plan the run\n"
+    "ended with (DIR/round<r>/final_plan.json), and later rounds search with the\n"
+    "slow devices measured. Re-planned runs are not traced (a straggler's trace\n"
+    "would teach calibrate a slow device as the device's speed): the calibration\n"
+    "is the profile's and the traces of runs before. --slow-rank injects a\n"
+    "straggler into every execution, to see it happen.";
 
 constexpr std::string_view kExamples =
     "  orrery tune --model gpt-tiny --cluster cpu-local --global-batch 8 --seq-len 32 \\\n"
     "      --backend cpu --ranks 2 --max-rounds 2 --iterations 3 --out tune\n"
     "  orrery tune --model llama-tiny --cluster cpu-local --global-batch 16 --backend cpu \\\n"
     "      --ranks 2 --format json\n"
+    "  orrery tune --model gpt-tiny --cluster cpu-local --global-batch 8 --seq-len 32 \\\n"
+    "      --backend cpu --ranks 2 --iterations 16 --replan 0.2 --replan-window 4 \\\n"
+    "      --slow-rank 1:3 --out tune-straggler\n"
     "  orrery tune --model gpt-1.7b --cluster dgx-a100-80gb --global-batch 64 --backend cuda \\\n"
     "      --ranks 8 --seq-len 2048 --out tune-a100\n";
 
@@ -98,25 +117,6 @@ std::string SignedPercent(double fraction) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%+.1f%%", 100.0 * fraction);
   return buf;
-}
-
-// The cluster of --cluster with exactly `ranks` devices.
-Result<topology::ClusterSpec> TuneCluster(const std::string& name, int ranks) {
-  ORRERY_ASSIGN_OR_RETURN(ClusterInput input, LoadClusterInput(name));
-  topology::ClusterSpec cluster = std::move(input.cluster);
-  if (cluster.TotalDevices() == ranks) return cluster;
-  if (cluster.node_types.size() == 1 && cluster.node_types[0].count == 1 &&
-      cluster.node_types[0].nics.empty() && ranks < cluster.node_types[0].devices_per_node) {
-    cluster.node_types[0].devices_per_node = ranks;
-    cluster.description += (cluster.description.empty() ? "" : "; ") +
-                           std::string("narrowed to ") + std::to_string(ranks) +
-                           " devices by orrery tune";
-    return cluster;
-  }
-  return InvalidArgumentError("--ranks " + std::to_string(ranks) + ": cluster " + cluster.name +
-                              " has " + std::to_string(cluster.TotalDevices()) +
-                              " devices; give a cluster of " + std::to_string(ranks) +
-                              " devices (one rank per device)");
 }
 
 Status MakeDirectory(const std::string& path) {
@@ -140,6 +140,10 @@ struct Settings {
   int warmup = 1;
   std::string out;
   LaunchOptions launch;
+  // --replan: the executions re-plan at run time (cli/replan.h), untraced.
+  std::optional<double> replan;
+  int replan_window = 5;
+  std::vector<std::string> slow_ranks;  // --slow-rank, passed to every execution
 };
 
 // The tensor-parallel degrees the search may use (powers of two up to
@@ -229,26 +233,15 @@ struct Choice {
   int rank_in_search = 0;  // 1-based place among the search's plans
 };
 
-// The search with `calibration`, and its best plan the executor can run.
+// The search with `calibration` and the faults known so far, and its best
+// plan the executor can run.
 Result<Choice> Search(const Settings& s, const topology::ClusterSpec& cluster,
-                      std::shared_ptr<const costmodel::Calibration> calibration) {
-  search::SearchRequest request;
-  request.model = s.model;
-  request.cluster = cluster;
-  request.global_batch_size = s.global_batch;
-  request.sequence_length =
-      s.sequence_length > 0 ? s.sequence_length : s.model.default_sequence_length;
-  request.memory_budget = s.memory_budget;
-  // The executor runs fp32 on either backend (`orrery execute --help`).
-  request.precision = topology::Precision::kFp32;
-  // What the executor runs: uniform layers (the exhaustive search's plans),
-  // no context parallelism (CheckExecutable filters the rest).
-  request.allow_context_parallel = false;
-  // The executor reduces fp32 gradients.
-  request.graph.gradient_bytes_per_parameter = 4;
-  request.top_k = 10;
-  request.overlap_slowdown = calibration ? calibration->overlap_slowdown.value_or(0.0) : 0.0;
-  request.calibration = std::move(calibration);
+                      std::shared_ptr<const costmodel::Calibration> calibration,
+                      const sim::Faults& faults) {
+  search::SearchRequest request =
+      ExecutorSearchRequest(s.model, cluster, std::move(calibration), s.global_batch,
+                            s.sequence_length, s.memory_budget);
+  request.faults = faults;
   ORRERY_ASSIGN_OR_RETURN(search::SearchResult result, search::RunSearch(request, "exhaustive"));
   std::string first_reason;
   for (size_t k = 0; k < result.plans.size(); ++k) {
@@ -270,20 +263,35 @@ Result<Choice> Search(const Settings& s, const topology::ClusterSpec& cluster,
 }
 
 struct Measured {
-  double median_s = 0;
-  std::string trace;  // the execution trace file
+  double median_s = 0;  // of the plan the execution ended with
+  std::string trace;    // the execution trace file ("" under --replan)
+  // Under --replan: the plan the run switched to (nullopt: none) and the
+  // faults it measured, "RANK:FACTOR".
+  std::optional<workload::Plan> final_plan;
+  std::vector<std::string> faults;
 };
 
 Result<Measured> Execute(const Settings& s, const std::string& plan_file,
-                         const std::string& round_dir) {
+                         const std::string& round_dir, const std::string& calibrated) {
   LaunchOptions launch = s.launch;
   launch.ranks = s.ranks;
   const std::string trace_dir = round_dir + "/trace";
-  Result<LaunchResult> run = LaunchOrrery(
-      launch, {"execute", "--model", s.model_arg, "--plan", plan_file, "--backend",
-               std::string(exec::BackendKindName(s.backend)), "--iterations",
-               std::to_string(s.iterations), "--warmup", std::to_string(s.warmup), "--format",
-               "json", "--trace-out", trace_dir});
+  std::vector<std::string> args = {"execute",  "--model",      s.model_arg,
+                                   "--plan",   plan_file,      "--backend",
+                                   std::string(exec::BackendKindName(s.backend)),
+                                   "--iterations", std::to_string(s.iterations),
+                                   "--format", "json"};
+  if (s.replan.has_value()) {
+    // A straggler's trace would teach calibrate a slow device as the
+    // device's speed: re-planned runs are measured, not traced.
+    args.insert(args.end(), {"--replan", FixedText(*s.replan, 6), "--replan-window",
+                             std::to_string(s.replan_window), "--cluster", calibrated});
+  } else {
+    args.insert(args.end(),
+                {"--warmup", std::to_string(s.warmup), "--trace-out", trace_dir});
+  }
+  for (const std::string& slow : s.slow_ranks) args.insert(args.end(), {"--slow-rank", slow});
+  Result<LaunchResult> run = LaunchOrrery(launch, args);
   if (!run.ok()) return run.status().WithContext("execute");
   ORRERY_ASSIGN_OR_RETURN(Json report, ParseJson(run->stdout_text, "orrery execute's report"));
   ORRERY_RETURN_IF_ERROR(WriteFileAtomically(round_dir + "/execute.json", DumpJson(report)));
@@ -292,8 +300,22 @@ Result<Measured> Execute(const Settings& s, const std::string& plan_file,
       !report["iteration_time_s"]["median"].is_number()) {
     return InternalError("orrery execute's report: iteration_time_s.median missing");
   }
-  return Measured{report["iteration_time_s"]["median"].get<double>(),
-                  trace_dir + "/execution_trace.json"};
+  Measured measured;
+  measured.median_s = report["iteration_time_s"]["median"].get<double>();
+  if (!s.replan.has_value()) {
+    measured.trace = trace_dir + "/execution_trace.json";
+    return measured;
+  }
+  if (!report.contains("final_plan") || !report.contains("faults") ||
+      !report["faults"].is_array()) {
+    return InternalError("orrery execute --replan's report: final_plan or faults missing");
+  }
+  ORRERY_ASSIGN_OR_RETURN(
+      workload::Plan final_plan,
+      workload::ParsePlanJson(report["final_plan"], "orrery execute's final_plan"));
+  if (!report["switches"].empty()) measured.final_plan = std::move(final_plan);
+  for (const Json& f : report["faults"]) measured.faults.push_back(f.get<std::string>());
+  return measured;
 }
 
 struct Round {
@@ -303,6 +325,13 @@ struct Round {
   double measured_s = 0;
   bool executed = true;  // false: the previous round's measurement of the same plan
   std::string calibrated;
+  // Under --replan: the plan the execution switched to and the faults the
+  // search knew (before) and the run measured (after).
+  std::optional<workload::Plan> final_plan;
+  std::vector<std::string> faults_searched;
+  std::vector<std::string> faults_measured;
+  // The plan the round's measurement is of.
+  const workload::Plan& measured_plan() const { return final_plan ? *final_plan : plan; }
 };
 
 double RelativeError(const Round& r) { return (r.predicted_s - r.measured_s) / r.measured_s; }
@@ -313,6 +342,17 @@ std::string RoundLine(const Round& r) {
       << "    predicted " << Ms(r.predicted_s) << ", measured " << Ms(r.measured_s)
       << (r.executed ? "" : " (round " + std::to_string(r.round - 1) + "'s run)")
       << ", error " << SignedPercent(RelativeError(r)) << "\n";
+  if (!r.faults_searched.empty()) {
+    out << "    searched with the slow devices measured before:";
+    for (const std::string& f : r.faults_searched) out << " " << f;
+    out << "\n";
+  }
+  if (r.final_plan.has_value()) {
+    out << "    re-planned at run time (slow devices";
+    for (const std::string& f : r.faults_measured) out << " " << f;
+    out << ") to " << search::PlanSummary(*r.final_plan) << ", measured "
+        << Ms(r.measured_s) << "\n";
+  }
   return out.str();
 }
 
@@ -328,6 +368,8 @@ Result<std::vector<Round>> Tune(const Settings& s, bool* converged) {
   std::vector<Round> rounds;
   std::string previous_plan_json;
   std::string before = cluster_file;
+  // What the executions measured under --replan, for the next searches.
+  sim::Faults known;
   for (int r = 0; r < s.max_rounds; ++r) {
     const std::string round_dir = s.out + "/round" + std::to_string(r);
     ORRERY_RETURN_IF_ERROR(MakeDirectory(round_dir));
@@ -340,7 +382,11 @@ Result<std::vector<Round>> Tune(const Settings& s, bool* converged) {
     before = round.calibrated;
     ORRERY_ASSIGN_OR_RETURN(ClusterInput calibrated, LoadClusterInput(round.calibrated));
     LogInfo("tune: round " + std::to_string(r) + ": searching");
-    ORRERY_ASSIGN_OR_RETURN(Choice choice, Search(s, calibrated.cluster, calibrated.calibration));
+    for (const sim::SlowDevice& d : known.slow_devices) {
+      round.faults_searched.push_back(sim::SlowDeviceText(d));
+    }
+    ORRERY_ASSIGN_OR_RETURN(Choice choice,
+                            Search(s, calibrated.cluster, calibrated.calibration, known));
     round.plan = choice.plan;
     round.predicted_s = choice.predicted_s;
     const std::string plan_json = DumpJson(workload::PlanToJson(choice.plan));
@@ -349,16 +395,33 @@ Result<std::vector<Round>> Tune(const Settings& s, bool* converged) {
     if (plan_json == previous_plan_json) {
       round.measured_s = rounds.back().measured_s;
       round.executed = false;
+      round.final_plan = std::nullopt;
       rounds.push_back(round);
       *converged = true;
       break;
     }
     LogInfo("tune: round " + std::to_string(r) + ": executing " +
             search::PlanSummary(choice.plan) + " on " + std::to_string(s.ranks) + " ranks");
-    ORRERY_ASSIGN_OR_RETURN(Measured measured, Execute(s, plan_file, round_dir));
+    ORRERY_ASSIGN_OR_RETURN(Measured measured,
+                            Execute(s, plan_file, round_dir, round.calibrated));
     round.measured_s = measured.median_s;
-    measurements.push_back(measured.trace);
+    if (!measured.trace.empty()) measurements.push_back(measured.trace);
     previous_plan_json = plan_json;
+    if (s.replan.has_value()) {
+      round.faults_measured = measured.faults;
+      known = sim::Faults{};
+      for (const std::string& text : measured.faults) {
+        ORRERY_ASSIGN_OR_RETURN(sim::SlowDevice slow, sim::ParseSlowDevice(text));
+        known.slow_devices.push_back(slow);
+      }
+      if (measured.final_plan.has_value()) {
+        // Converged when the next search chooses what this run ended with.
+        previous_plan_json = DumpJson(workload::PlanToJson(*measured.final_plan));
+        ORRERY_RETURN_IF_ERROR(
+            WriteFileAtomically(round_dir + "/final_plan.json", previous_plan_json));
+        round.final_plan = std::move(measured.final_plan);
+      }
+    }
     rounds.push_back(round);
     LogInfo("tune: " + RoundLine(round).substr(0, RoundLine(round).size() - 1));
   }
@@ -425,9 +488,37 @@ Result<Settings> ReadSettings(const po::variables_map& vm) {
     if (!whole.ok()) return whole.status().WithContext("--cluster");
     s.ranks = whole->cluster.TotalDevices();
   }
-  Result<topology::ClusterSpec> cluster = TuneCluster(cluster_name, s.ranks);
-  if (!cluster.ok()) return cluster.status().WithContext("--cluster");
+  Result<ClusterInput> input = LoadClusterInput(cluster_name);
+  if (!input.ok()) return input.status().WithContext("--cluster");
+  Result<topology::ClusterSpec> cluster = ClusterForRanks(*input, s.ranks, "--cluster");
+  if (!cluster.ok()) return cluster.status();
   s.cluster = std::move(*cluster);
+  if (vm.count("replan") > 0) {
+    s.replan = vm["replan"].as<double>();
+    if (!(*s.replan > 0) || !std::isfinite(*s.replan)) {
+      return InvalidArgumentError("--replan: expected a margin > 0 (0.2 = 20%), got " +
+                                  FixedText(*s.replan, 3));
+    }
+    s.replan_window = vm["replan-window"].as<int>();
+    if (s.replan_window < 1 || s.iterations < 2 * s.replan_window) {
+      return InvalidArgumentError(
+          "--replan-window " + std::to_string(s.replan_window) +
+          ": expected >= 1 and at most half of --iterations (" + std::to_string(s.iterations) +
+          "): the first window of a run is its warm-up");
+    }
+  }
+  if (vm.count("slow-rank") > 0) {
+    for (const std::string& text : vm["slow-rank"].as<std::vector<std::string>>()) {
+      Result<sim::SlowDevice> slow = sim::ParseSlowDevice(text);
+      if (!slow.ok()) return slow.status().WithContext("--slow-rank");
+      if (slow->rank >= s.ranks) {
+        return InvalidArgumentError("--slow-rank " + text + ": rank " +
+                                    std::to_string(slow->rank) + " is not one of the " +
+                                    std::to_string(s.ranks) + " ranks");
+      }
+      s.slow_ranks.push_back(text);
+    }
+  }
   s.out = vm["out"].as<std::string>();
   s.launch.launcher = vm["launcher"].as<std::string>();
   if (s.launch.launcher != "auto" && s.launch.launcher != "mpirun" &&
@@ -448,6 +539,14 @@ Json RoundJson(const Round& r) {
   j["error"] = RelativeError(r);
   j["executed"] = r.executed;
   j["calibrated_cluster"] = r.calibrated;
+  j["faults_searched"] = r.faults_searched;
+  if (r.final_plan.has_value()) {
+    Json replanned = Json::object();
+    replanned["plan"] = workload::PlanToJson(*r.final_plan);
+    replanned["summary"] = search::PlanSummary(*r.final_plan);
+    replanned["faults_measured"] = r.faults_measured;
+    j["replanned"] = replanned;
+  }
   return j;
 }
 
@@ -478,7 +577,14 @@ int RunTune(const std::vector<std::string>& args, CommandIo& io) {
       ("launcher", po::value<std::string>()->default_value("auto")->value_name("NAME"),
        "auto (srun under Slurm, else mpirun), mpirun or srun")
       ("out", po::value<std::string>()->default_value("orrery-tune")->value_name("DIR"),
-       "directory for the profiles, calibrations, plans and traces (created)");
+       "directory for the profiles, calibrations, plans and traces (created)")
+      ("replan", po::value<double>()->value_name("MARGIN"),
+       "executions re-plan at run time (`orrery execute --replan`) when a window is more "
+       "than MARGIN (0.2 = 20%) slower than predicted; they are not traced")
+      ("replan-window", po::value<int>()->default_value(5)->value_name("K"),
+       "steps per window of --replan")
+      ("slow-rank", po::value<std::vector<std::string>>()->composing()->value_name("RANK:FACTOR"),
+       "fault injection in every execution (`orrery execute --slow-rank`); repeatable");
   AddFormatOption(options);
   po::variables_map vm;
   if (std::optional<int> code =
@@ -511,7 +617,7 @@ int RunTune(const std::vector<std::string>& args, CommandIo& io) {
     for (const Round& r : *rounds) list.push_back(RoundJson(r));
     j["rounds"] = list;
     j["converged"] = converged;
-    j["plan"] = workload::PlanToJson(answer->plan);
+    j["plan"] = workload::PlanToJson(answer->measured_plan());
     j["plan_round"] = answer->round;
     j["out"] = settings->out;
     io.out << DumpJson(j);
@@ -538,7 +644,8 @@ int RunTune(const std::vector<std::string>& args, CommandIo& io) {
           << "'s, measured slower";
     }
     out << "\n";
-    out << "plan: " << answer_dir << "/plan.json (" << search::PlanSummary(answer->plan)
+    out << "plan: " << answer_dir << (answer->final_plan ? "/final_plan.json (" : "/plan.json (")
+        << search::PlanSummary(answer->measured_plan())
         << "), calibrated cluster: " << rounds->back().calibrated << "\n";
     io.out << out.str();
   }

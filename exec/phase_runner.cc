@@ -77,14 +77,15 @@ std::unique_ptr<TrainingSession> StartOrFail(MpiWorld& world, const workload::Mo
   return std::move(*started);
 }
 
-// Moves `session`'s state to `next`'s layout and returns the session of
-// `next` holding it. Collective.
-std::unique_ptr<TrainingSession> Switch(MpiWorld& world, const workload::ModelSpec& model,
-                                        const workload::Plan& current,
-                                        const workload::Plan& next,
-                                        const ExecuteOptions& options,
-                                        std::unique_ptr<TrainingSession> session,
-                                        SwitchRecord& record) {
+}  // namespace
+
+std::unique_ptr<TrainingSession> SwitchSession(MpiWorld& world,
+                                               const workload::ModelSpec& model,
+                                               const workload::Plan& current,
+                                               const workload::Plan& next,
+                                               const ExecuteOptions& options,
+                                               std::unique_ptr<TrainingSession> session,
+                                               SwitchRecord& record) {
   world.Barrier();
   const double start = MpiWorld::Now();
   record.after_step = session->steps_done();
@@ -136,8 +137,6 @@ std::unique_ptr<TrainingSession> Switch(MpiWorld& world, const workload::ModelSp
   record.total_seconds = world.AllReduceMax(total);
   return started;
 }
-
-}  // namespace
 
 Status CheckPhases(const workload::ModelSpec& model, const workload::PhaseSchedule& schedule,
                    int world_size) {
@@ -216,7 +215,7 @@ Result<PhasesResult> RunPhases(MpiWorld& world, const workload::ModelSpec& model
       if (!(previous == plan)) {
         SwitchRecord moved;
         moved.from_phase = static_cast<int>(i) - 1;
-        session = Switch(world, model, previous, plan, options, std::move(session), moved);
+        session = SwitchSession(world, model, previous, plan, options, std::move(session), moved);
         if (root && traffic_model) {
           Result<PredictedTraffic> predicted = traffic_model(previous, plan, world.size());
           if (predicted.ok()) {

@@ -1339,6 +1339,61 @@ const TrainerLayout& TrainingSession::layout() const { return impl_->trainer->la
 
 Backend& TrainingSession::backend() { return *impl_->backend; }
 
+double TrainingSession::ProbeComputeSeconds(int repeats) {
+  ORRERY_CHECK(repeats >= 1) << "ProbeComputeSeconds: repeats " << repeats;
+  // Each timed batch lasts at least this long, so that the clock's
+  // resolution and one-off hiccups are small against it.
+  constexpr double kBatchSeconds = 0.020;
+  // A bound on the GEMMs of a batch, against a first GEMM timed as ~0.
+  constexpr int64_t kMaxGemms = 1'000'000;
+  Backend& backend = *impl_->backend;
+  // At least 512 wide: a tiny model's GEMM (gpt-tiny's 64) is too short to
+  // time steadily (ranks of one machine differed by up to 35% at 64, with
+  // nothing slowed).
+  const int64_t hidden = std::max<int64_t>(impl_->model.hidden_size, 512);
+  const int64_t rows = std::clamp<int64_t>(
+      int64_t{impl_->plan.micro_batch_size} * impl_->plan.sequence_length, 512, 4096);
+  DeviceArray<float> a(backend, rows * hidden);
+  DeviceArray<float> w(backend, hidden * hidden);
+  DeviceArray<float> c(backend, rows * hidden);
+  backend.Fill(a.data(), a.size(), 0.5f);
+  backend.Fill(w.data(), w.size(), 0.25f);
+  // Through the trainer's recorder: a compute scope, which a slow rank's
+  // compute factor stretches as it stretches every training operator.
+  OpRecorder& recorder = impl_->trainer->recorder();
+  const auto gemm = [&] {
+    OpRecorder::Scope scope =
+        recorder.Compute("probe.gemm", ExecutionPhase::kForward, std::nullopt, std::nullopt);
+    scope.set_gemm({rows, hidden, hidden});
+    backend.Gemm(false, false, rows, hidden, hidden, 1.0f, a.data(), hidden, w.data(), hidden,
+                 0.0f, c.data(), hidden);
+  };
+  const auto timed = [&](int64_t count) {
+    backend.Synchronize();
+    const double start = MpiWorld::Now();
+    for (int64_t i = 0; i < count; ++i) gemm();
+    backend.Synchronize();
+    return MpiWorld::Now() - start;
+  };
+  const auto enough = [&](double seconds, int64_t gemms) {
+    if (seconds <= 0) return kMaxGemms;
+    const double wanted = std::ceil(kBatchSeconds / seconds * static_cast<double>(gemms));
+    return std::clamp<int64_t>(static_cast<int64_t>(std::min(wanted, 1e18)), 1, kMaxGemms);
+  };
+  gemm();  // untimed: first touch of the buffers, the library's set-up
+  int64_t count = enough(timed(1), 1);
+  // One GEMM alone carries a synchronization that a batch of them hides
+  // (an asynchronous device): a batch that turned out shorter than
+  // kBatchSeconds is lengthened, then every repeat runs the same count.
+  double fastest = timed(count);
+  for (int tries = 0; fastest < kBatchSeconds && count < kMaxGemms && tries < 4; ++tries) {
+    count = std::max(count + 1, enough(fastest, count));
+    fastest = timed(count);
+  }
+  for (int r = 1; r < repeats; ++r) fastest = std::min(fastest, timed(count));
+  return fastest / static_cast<double>(count);
+}
+
 TrainerState TrainingSession::ExportState() {
   return impl_->trainer->ExportState(impl_->steps_done);
 }

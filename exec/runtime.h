@@ -202,8 +202,9 @@ class TrainingSession {
   int64_t steps_done() const;
 
   // This rank's compute speed, for finding a straggler: the seconds of one
-  // GEMM of [rows, hidden] × [hidden, hidden] (rows = the plan's
-  // micro-batch × sequence length, at least 512 and at most 4,096), each
+  // GEMM of [rows, width] × [width, width] (width = the model's hidden
+  // size, at least 512; rows = the plan's micro-batch × sequence length,
+  // at least 512 and at most 4,096), each
   // an operator of the trainer (so a slow rank's compute factor applies),
   // after one untimed GEMM; the fastest of `repeats` timed batches, each
   // of enough GEMMs to last 20 ms. Not collective: every rank runs the
