@@ -26,7 +26,6 @@
 #include "core/json.h"
 #include "core/text.h"
 #include "core/units.h"
-#include "costmodel/reshard_cost.h"
 #include "exec/backend.h"
 #include "exec/mpi_world.h"
 #include "exec/phase_runner.h"
@@ -516,21 +515,9 @@ int RunExecutePhases(const std::string& phases_path, const std::string& model_na
   Status checked = exec::CheckPhases(*model, *schedule, world.size());
   if (!checked.ok()) return fail(checked);
 
-  // The switch cost model's bytes for the executor's fp32 state, to print
-  // beside the bytes counted (costmodel/reshard_cost.h).
-  const int devices_per_node = world.local_size();
-  const workload::ModelSpec& spec = *model;
-  exec::SwitchTrafficModel traffic_model =
-      [&spec, options, devices_per_node](const workload::Plan& from, const workload::Plan& to,
-                                         int ranks) -> Result<exec::PredictedTraffic> {
-    costmodel::StateLayoutOptions layout;
-    layout.bucket_parameters = options.bucket_parameters;
-    layout.bytes = costmodel::StateBytes::Fp32Adam();
-    ORRERY_ASSIGN_OR_RETURN(costmodel::ReshardTraffic traffic,
-                            costmodel::ComputeReshardTraffic(spec, from, ranks, to, ranks,
-                                                             devices_per_node, layout));
-    return exec::PredictedTraffic{traffic.bytes_sent, traffic.bytes_received};
-  };
+  // The switch cost model's bytes, to print beside the bytes counted.
+  const exec::SwitchTrafficModel traffic_model =
+      ExecutorSwitchTraffic(*model, options, world.local_size());
   Result<exec::PhasesResult> result =
       exec::RunPhases(world, *model, *schedule, options, traffic_model);
   if (!result.ok()) return fail(result.status());

@@ -22,7 +22,6 @@ namespace {
 
 constexpr std::string_view kCommand = "execute";
 
-std::string Ms(double seconds) { return FixedText(1e3 * seconds, 3) + " ms"; }
 
 double Median(std::vector<double> v) {
   if (v.empty()) return 0;
@@ -212,13 +211,13 @@ std::string ReportText(const ReplanCommand& c, const exec::ReplanRunResult& r,
     std::string predicted = "-";
     std::string verdict = "warm-up (not judged)";
     if (const search::MarginCheck* check = CheckOfWindow(replanning, w.index)) {
-      predicted = Ms(check->predicted_s);
+      predicted = MillisecondsText(check->predicted_s);
       verdict = std::string(check->over ? "over" : "within") + " (" +
                 SignedPercent(check->measured_s / check->predicted_s - 1) + ")";
     }
     rows.push_back({std::to_string(w.index),
                     std::to_string(w.first_step) + "-" + std::to_string(last),
-                    search::PlanSummary(w.plan), Ms(w.median_step_seconds), predicted, verdict});
+                    search::PlanSummary(w.plan), MillisecondsText(w.median_step_seconds), predicted, verdict});
   }
   out << FormatColumns(rows, 2);
 
@@ -239,16 +238,16 @@ std::string ReportText(const ReplanCommand& c, const exec::ReplanRunResult& r,
     for (const int64_t b : s.bytes_sent) sent += b;
     out << "\n  switch after step " << s.after_step << ": " << FormatBytes(Bytes(sent))
         << " sent in " << s.messages << " message" << (s.messages == 1 ? "" : "s") << ", "
-        << Ms(s.exchange_seconds) << " exchange, " << Ms(s.total_seconds)
+        << MillisecondsText(s.exchange_seconds) << " exchange, " << MillisecondsText(s.total_seconds)
         << " with the new plan's start";
     if (const search::ReplanDecision* d = DecisionOfWindow(replanning, s.from_phase)) {
-      out << " (the cost model's exchange: " << Ms(d->switch_cost_s) << ")";
+      out << " (the cost model's exchange: " << MillisecondsText(d->switch_cost_s) << ")";
     }
     out << "; cost model bytes: " << (s.PredictionAgrees() ? "the same" : "differ") << "\n";
   }
   const std::vector<double> final_steps = FinalPlanSteps(r);
   out << "\n  final plan " << search::PlanSummary(r.windows.back().plan) << ": median step "
-      << Ms(Median(final_steps)) << " over its last " << final_steps.size() << " steps\n";
+      << MillisecondsText(Median(final_steps)) << " over its last " << final_steps.size() << " steps\n";
   out << "  loss " << FixedText(r.losses.front(), 6) << " at step 0, "
       << FixedText(r.losses.back(), 6) << " at step " << r.losses.size() - 1
       << " (every step's in the JSON report)\n";
@@ -278,6 +277,22 @@ search::SearchRequest ExecutorSearchRequest(
   request.overlap_slowdown = calibration ? calibration->overlap_slowdown.value_or(0.0) : 0.0;
   request.calibration = std::move(calibration);
   return request;
+}
+
+exec::SwitchTrafficModel ExecutorSwitchTraffic(const workload::ModelSpec& model,
+                                               const exec::ExecuteOptions& options,
+                                               int devices_per_node) {
+  return [model, bucket_parameters = options.bucket_parameters, devices_per_node](
+             const workload::Plan& from, const workload::Plan& to,
+             int ranks) -> Result<exec::PredictedTraffic> {
+    costmodel::StateLayoutOptions layout;
+    layout.bucket_parameters = bucket_parameters;
+    layout.bytes = costmodel::StateBytes::Fp32Adam();
+    ORRERY_ASSIGN_OR_RETURN(costmodel::ReshardTraffic traffic,
+                            costmodel::ComputeReshardTraffic(model, from, ranks, to, ranks,
+                                                             devices_per_node, layout));
+    return exec::PredictedTraffic{traffic.bytes_sent, traffic.bytes_received};
+  };
 }
 
 Result<topology::ClusterSpec> ClusterForRanks(const ClusterInput& input, int ranks,
@@ -330,20 +345,8 @@ int RunExecuteReplan(exec::MpiWorld& world, const ReplanCommand& c, CommandIo& i
   std::optional<LoggingReplanner> replanner;
   if (root) replanner.emplace(&*replanning, c.margin);
 
-  const workload::ModelSpec& spec = c.model;
-  const exec::ExecuteOptions options = c.options;
-  const int devices_per_node = world.local_size();
-  exec::SwitchTrafficModel traffic_model =
-      [&spec, options, devices_per_node](const workload::Plan& from, const workload::Plan& to,
-                                         int ranks) -> Result<exec::PredictedTraffic> {
-    costmodel::StateLayoutOptions layout;
-    layout.bucket_parameters = options.bucket_parameters;
-    layout.bytes = costmodel::StateBytes::Fp32Adam();
-    ORRERY_ASSIGN_OR_RETURN(costmodel::ReshardTraffic traffic,
-                            costmodel::ComputeReshardTraffic(spec, from, ranks, to, ranks,
-                                                             devices_per_node, layout));
-    return exec::PredictedTraffic{traffic.bytes_sent, traffic.bytes_received};
-  };
+  const exec::SwitchTrafficModel traffic_model =
+      ExecutorSwitchTraffic(c.model, c.options, world.local_size());
   if (root) {
     LogInfo("replan: " + std::to_string(c.steps) + " steps of " + search::PlanSummary(c.plan) +
             " in windows of " + std::to_string(c.window) + ", margin " +

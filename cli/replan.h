@@ -22,6 +22,7 @@
 #include "core/units.h"
 #include "costmodel/calibration.h"
 #include "exec/mpi_world.h"
+#include "exec/phase_runner.h"
 #include "exec/runtime.h"
 #include "search/search.h"
 #include "topology/cluster_spec.h"
@@ -44,6 +45,14 @@ search::SearchRequest ExecutorSearchRequest(
 // narrowed to `ranks`. InvalidArgument otherwise, naming the flag `flag`.
 Result<topology::ClusterSpec> ClusterForRanks(const ClusterInput& input, int ranks,
                                               const std::string& flag);
+
+// The switch cost model's per-rank bytes for the executor's state (fp32
+// parameters and both Adam moments, `options`' buckets,
+// costmodel::ComputeReshardTraffic), which RunPhases and
+// RunWithReplanning print beside the bytes they count.
+exec::SwitchTrafficModel ExecutorSwitchTraffic(const workload::ModelSpec& model,
+                                               const exec::ExecuteOptions& options,
+                                               int devices_per_node);
 
 struct ReplanCommand {
   workload::ModelSpec model;

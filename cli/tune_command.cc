@@ -111,7 +111,6 @@ constexpr std::string_view kExamples =
     "  orrery tune --model gpt-1.7b --cluster dgx-a100-80gb --global-batch 64 --backend cuda \\\n"
     "      --ranks 8 --seq-len 2048 --out tune-a100\n";
 
-std::string Ms(double seconds) { return FixedText(1e3 * seconds, 3) + " ms"; }
 
 std::string SignedPercent(double fraction) {
   char buf[64];
@@ -339,7 +338,7 @@ double RelativeError(const Round& r) { return (r.predicted_s - r.measured_s) / r
 std::string RoundLine(const Round& r) {
   std::ostringstream out;
   out << "round " << r.round << ": " << search::PlanSummary(r.plan) << "\n"
-      << "    predicted " << Ms(r.predicted_s) << ", measured " << Ms(r.measured_s)
+      << "    predicted " << MillisecondsText(r.predicted_s) << ", measured " << MillisecondsText(r.measured_s)
       << (r.executed ? "" : " (round " + std::to_string(r.round - 1) + "'s run)")
       << ", error " << SignedPercent(RelativeError(r)) << "\n";
   if (!r.faults_searched.empty()) {
@@ -351,7 +350,7 @@ std::string RoundLine(const Round& r) {
     out << "    re-planned at run time (slow devices";
     for (const std::string& f : r.faults_measured) out << " " << f;
     out << ") to " << search::PlanSummary(*r.final_plan) << ", measured "
-        << Ms(r.measured_s) << "\n";
+        << MillisecondsText(r.measured_s) << "\n";
   }
   return out.str();
 }
@@ -491,7 +490,7 @@ Result<Settings> ReadSettings(const po::variables_map& vm) {
   Result<ClusterInput> input = LoadClusterInput(cluster_name);
   if (!input.ok()) return input.status().WithContext("--cluster");
   Result<topology::ClusterSpec> cluster = ClusterForRanks(*input, s.ranks, "--cluster");
-  if (!cluster.ok()) return cluster.status();
+  if (!cluster.ok()) return cluster.status().WithContext("--ranks " + std::to_string(s.ranks));
   s.cluster = std::move(*cluster);
   if (vm.count("replan") > 0) {
     s.replan = vm["replan"].as<double>();
@@ -638,7 +637,7 @@ int RunTune(const std::vector<std::string>& args, CommandIo& io) {
           << (settings->max_rounds == 1 ? "" : "s") << " (--max-rounds)\n";
     }
     out << "answer: the fastest plan measured, round " << answer->round << "'s ("
-        << Ms(answer->measured_s) << ")";
+        << MillisecondsText(answer->measured_s) << ")";
     if (converged && answer->round != last.round - 1) {
       out << "; the calibrated simulator still prefers round " << last.round - 1
           << "'s, measured slower";

@@ -110,7 +110,6 @@ std::string Percent(double error) {
   return std::string(error >= 0 ? "+" : "") + FixedText(100 * error, 1) + "%";
 }
 
-std::string Ms(double seconds) { return FixedText(1e3 * seconds, 3) + " ms"; }
 
 // The directory validate works in: --keep DIR (kept), else a fresh temporary
 // one removed when this goes out of scope.
@@ -655,9 +654,9 @@ std::string ReportText(const Settings& s, const Measured& m, const Report& r) {
       << (r.calibration_kept ? ")" : "; removed with the work directory: pass --profile-dir)")
       << "\n\n";
   const double error = (r.predicted_s - m.median_s) / m.median_s;
-  out << "  iteration time  predicted " << Ms(r.predicted_s) << ", measured " << Ms(m.median_s)
-      << " (median of " << m.samples.size() << "; min " << Ms(m.min_s) << ", max "
-      << Ms(m.max_s) << "), error " << Percent(error) << "\n";
+  out << "  iteration time  predicted " << MillisecondsText(r.predicted_s) << ", measured " << MillisecondsText(m.median_s)
+      << " (median of " << m.samples.size() << "; min " << MillisecondsText(m.min_s) << ", max "
+      << MillisecondsText(m.max_s) << "), error " << Percent(error) << "\n";
   out << "  throughput      predicted " << FixedText(r.predicted_tokens_per_s, 0)
       << " tokens/s, measured " << FixedText(m.tokens_per_s, 0) << " tokens/s\n\n";
   out << "  per operator class: rank 0, the traced step (every operator synchronized)\n";
@@ -671,8 +670,8 @@ std::string ReportText(const Settings& s, const Measured& m, const Report& r) {
                                         ? ErrorOf(row.predicted, row.measured)
                                         : std::nullopt;
     out << "  " << PadText(row.name, 16) << PadText(std::to_string(row.occurrences), 6)
-        << PadText(row.predicted_occurrences > 0 ? Ms(row.predicted.ToSeconds()) : "-", 13)
-        << PadText(Ms(row.measured.ToSeconds()), 13)
+        << PadText(row.predicted_occurrences > 0 ? MillisecondsText(row.predicted.ToSeconds()) : "-", 13)
+        << PadText(MillisecondsText(row.measured.ToSeconds()), 13)
         << PadText(row.predicted_occurrences > 0 ? FixedText(1e6 * per_pred, 1) + " us" : "-", 14)
         << PadText(FixedText(1e6 * row.measured.ToSeconds() / row.occurrences, 1) + " us", 14)
         << (e ? Percent(*e) : "-") << "\n";

@@ -1,6 +1,7 @@
 #include "core/text.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 namespace orrery {
@@ -42,6 +43,34 @@ std::string FormatColumns(const std::vector<std::vector<std::string>>& rows, siz
     out += '\n';
   }
   return out;
+}
+
+std::string ShortNumberText(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.10g", v);
+  return buf;
+}
+
+std::string MillisecondsText(double seconds) { return FixedText(1e3 * seconds, 3) + " ms"; }
+
+std::string SpanText(double seconds) {
+  constexpr double kSecondsPerDay = 86400.0;
+  const double a = std::fabs(seconds);
+  if (a < 120) return FixedText(seconds, a < 10 ? 2 : 1) + " s";
+  if (a < 2 * 3600) return FixedText(seconds / 60, 1) + " min";
+  if (a < 2 * kSecondsPerDay) return FixedText(seconds / 3600, 1) + " h";
+  return FixedText(seconds / kSecondsPerDay, 2) + " d";
+}
+
+std::string CsvField(const std::string& s, bool always_quote) {
+  const bool needs = always_quote || s.find_first_of(",\"\n") != std::string::npos;
+  if (!needs) return s;
+  std::string out = "\"";
+  for (const char c : s) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
 }
 
 }  // namespace orrery

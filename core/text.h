@@ -1,6 +1,7 @@
 // Text for the command line's tables: widths and padding of UTF-8 text
 // (plan summaries hold "×", calibration residuals "α" and "σ"), counted in
-// characters, so that columns line up.
+// characters, so that columns line up; the number and time formats the
+// reports share; CSV fields.
 //
 // Thread-safety: pure functions.
 #ifndef ORRERY_CORE_TEXT_H_
@@ -22,6 +23,22 @@ std::string PadText(std::string s, size_t width);
 
 // `v` with `digits` digits after the point, as printf's "%.*f".
 std::string FixedText(double v, int digits);
+
+// The shortest of up to 10 significant digits, as printf's "%.10g":
+// "400", "2.5", "1.23e+06". For CSV cells and flags written back.
+std::string ShortNumberText(double v);
+
+// Milliseconds with three decimals: 0.0412 → "41.200 ms".
+std::string MillisecondsText(double seconds);
+
+// A span of time for people: "4.12 s", "41.2 s", "12.5 min", "7.3 h",
+// "53.12 d" (seconds below 2 minutes, minutes below 2 hours, hours below
+// 2 days).
+std::string SpanText(double seconds);
+
+// `s` as a CSV field (RFC 4180): quoted, with quotes doubled, when it
+// holds a comma, a quote or a newline, or when `always_quote`.
+std::string CsvField(const std::string& s, bool always_quote = false);
 
 // Rows of cells as aligned columns: each line indented by `indent`
 // spaces, every column but the last padded to its widest cell

@@ -41,12 +41,6 @@ namespace {
 constexpr double kSecondsPerDay = 86400.0;
 constexpr double kSecondsPerHour = 3600.0;
 
-// The shortest of up to 10 significant digits: "400", "2.5", "1.23e+06".
-std::string Short(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.10g", v);
-  return buf;
-}
 
 // A figure read from a spec, rounded to 9 significant digits so that
 // 400 Gb/s reads as 400 and not 400.00000000000006 (units.h converts
@@ -75,11 +69,11 @@ Result<std::vector<double>> PositiveNumbers(const JsonReader& entry, std::string
     const double x = v.get<double>();
     if (!std::isfinite(x) || x < minimum || (minimum == 0 && x <= 0)) {
       return entry.FieldError(at, (minimum == 0 ? std::string("expected a number > 0")
-                                                : "expected a number >= " + Short(minimum)) +
+                                                : "expected a number >= " + ShortNumberText(minimum)) +
                                       ", got " + JsonSnippet(v));
     }
     if (std::find(out.begin(), out.end(), x) != out.end()) {
-      return entry.FieldError(at, "repeats the value " + Short(x));
+      return entry.FieldError(at, "repeats the value " + ShortNumberText(x));
     }
     out.push_back(x);
   }
@@ -228,25 +222,8 @@ int DevicesOfPlan(const workload::Plan& plan) {
   return plan.pp * l.tp * l.cp * l.dp;
 }
 
-std::string CsvField(const std::string& s, bool always_quote) {
-  const bool needs = always_quote || s.find_first_of(",\"\n") != std::string::npos;
-  if (!needs) return s;
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
-}
-
-std::string CsvNumber(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.10g", v);
-  return buf;
-}
-
 std::string CsvOptional(const std::optional<double>& v) {
-  return v.has_value() ? CsvNumber(*v) : "";
+  return v.has_value() ? ShortNumberText(*v) : "";
 }
 
 double GibOf(Bytes b) { return b.ToGiB(); }
@@ -374,7 +351,7 @@ Result<Sweep> ParseSweep(const Json& json, const std::string& source) {
     ORRERY_ASSIGN_OR_RETURN(entry.price_per_device_hour, e.Number("price_per_device_hour"));
     if (!(entry.price_per_device_hour >= 0) || !std::isfinite(entry.price_per_device_hour)) {
       return e.FieldError("price_per_device_hour", "expected a number >= 0 (USD), got " +
-                                                       Short(entry.price_per_device_hour));
+                                                       ShortNumberText(entry.price_per_device_hour));
     }
     ORRERY_RETURN_IF_ERROR(e.RejectUnknownFields());
     sweep.entries.push_back(std::move(entry));
@@ -409,7 +386,7 @@ Result<topology::ClusterSpec> MaterializeCluster(const topology::ClusterSpec& ba
   if (!node.nics.empty()) {
     if (!(knobs.nic_gbps > 0) || !std::isfinite(knobs.nic_gbps)) {
       return InvalidArgumentError("NIC bandwidth: expected a number > 0 Gb/s, got " +
-                                  Short(knobs.nic_gbps));
+                                  ShortNumberText(knobs.nic_gbps));
     }
     // NICs serving each device: the same count for every device.
     std::vector<int> serving(static_cast<size_t>(node.devices_per_node), 0);
@@ -432,12 +409,12 @@ Result<topology::ClusterSpec> MaterializeCluster(const topology::ClusterSpec& ba
     }
   } else if (knobs.nic_gbps != 0) {
     return InvalidArgumentError("cluster '" + base.name + "' has no NICs to set to " +
-                                Short(knobs.nic_gbps) + " Gb/s");
+                                ShortNumberText(knobs.nic_gbps) + " Gb/s");
   }
   if (!spec.network.tiers.empty()) {
     if (!(knobs.oversubscription >= 1) || !std::isfinite(knobs.oversubscription)) {
       return InvalidArgumentError("oversubscription: expected a number >= 1, got " +
-                                  Short(knobs.oversubscription));
+                                  ShortNumberText(knobs.oversubscription));
     }
     spec.network.tiers.back().oversubscription = knobs.oversubscription;
   } else if (knobs.oversubscription != 1) {
@@ -446,7 +423,7 @@ Result<topology::ClusterSpec> MaterializeCluster(const topology::ClusterSpec& ba
   }
   if (!(knobs.memory_gib > 0) || !std::isfinite(knobs.memory_gib)) {
     return InvalidArgumentError("memory: expected a number > 0 GiB, got " +
-                                Short(knobs.memory_gib));
+                                ShortNumberText(knobs.memory_gib));
   }
   node.device.memory = GiBf(knobs.memory_gib);
   ORRERY_RETURN_IF_ERROR(topology::ValidateClusterSpec(spec));
@@ -481,9 +458,9 @@ Result<CapacityWork> PlanCapacityWork(const Sweep& sweep, const Sensitivities& w
   std::map<std::string, int> job_of_key;
   auto label_of = [&](const SweepEntry& entry, const ClusterKnobs& k) {
     const int devices = k.nodes * entry.base.PrimaryNodeType().devices_per_node;
-    std::string label = entry.name + " " + DevicesWord(devices) + " " + Short(k.nic_gbps) + " Gb/s";
-    if (!entry.oversubscription.empty()) label += " oversubscription " + Short(k.oversubscription);
-    if (!entry.memory_gib.empty()) label += " " + Short(k.memory_gib) + " GiB";
+    std::string label = entry.name + " " + DevicesWord(devices) + " " + ShortNumberText(k.nic_gbps) + " Gb/s";
+    if (!entry.oversubscription.empty()) label += " oversubscription " + ShortNumberText(k.oversubscription);
+    if (!entry.memory_gib.empty()) label += " " + ShortNumberText(k.memory_gib) + " GiB";
     return label;
   };
   auto job_for = [&](int e, const ClusterKnobs& k, const std::string& variant,
@@ -906,11 +883,11 @@ std::string RowsToCsv(const std::vector<CapacityRow>& rows) {
   }
   out << "\n";
   for (const CapacityRow& r : rows) {
-    auto num = [&](double v) { return r.found ? CsvNumber(v) : std::string(); };
+    auto num = [&](double v) { return r.found ? ShortNumberText(v) : std::string(); };
     out << CsvField(r.name, false) << "," << CsvField(r.device, false) << "," << r.devices << ","
         << (r.found ? std::to_string(r.devices_used) : "") << "," << r.nodes << ","
-        << CsvNumber(r.knobs.nic_gbps) << "," << CsvNumber(r.knobs.oversubscription) << ","
-        << CsvNumber(r.knobs.memory_gib) << "," << CsvNumber(r.price_per_device_hour) << ","
+        << ShortNumberText(r.knobs.nic_gbps) << "," << ShortNumberText(r.knobs.oversubscription) << ","
+        << ShortNumberText(r.knobs.memory_gib) << "," << ShortNumberText(r.price_per_device_hour) << ","
         << r.global_batch_size << "," << r.sequence_length << "," << CsvField(r.plan, true)
         << "," << num(r.figures.iteration_s) << "," << num(r.figures.tokens_per_s) << ","
         << num(r.figures.days) << "," << num(r.figures.device_hours) << ","
@@ -986,7 +963,7 @@ std::string RowsToText(const CapacitySettings& settings, const std::vector<Capac
   const int seq = settings.sequence_length > 0 ? settings.sequence_length
                                                : settings.model.default_sequence_length;
   std::ostringstream out;
-  out << "Capacity of " << settings.model.name << " for " << Short(settings.tokens)
+  out << "Capacity of " << settings.model.name << " for " << ShortNumberText(settings.tokens)
       << " tokens: global batch " << settings.global_batch_size << " × " << seq
       << " tokens, bf16, " << settings.algorithm << " search, "
       << (settings.simulate_best ? "best plans event-simulated" : "analytical model") << "\n\n";
@@ -1009,7 +986,7 @@ std::string RowsToText(const CapacitySettings& settings, const std::vector<Capac
     }
     std::vector<std::string> row = {
         r.name, std::to_string(r.devices), r.found ? std::to_string(r.devices_used) : "-",
-        Short(r.knobs.nic_gbps), r.found ? FixedText(r.figures.days, 1) : "-",
+        ShortNumberText(r.knobs.nic_gbps), r.found ? FixedText(r.figures.days, 1) : "-",
         r.found ? cost : "-", r.found ? FixedText(100 * r.figures.mfu, 1) + "%" : "-", r.bound,
         opt(r.days_nic_x2), opt(r.days_memory_x2), opt(r.days_devices_x2)};
     for (const CapacityRow::Fault& f : r.faults) {

@@ -31,20 +31,7 @@ namespace {
 constexpr double kSecondsPerDay = 86400.0;
 constexpr double kSecondsPerHour = 3600.0;
 
-std::string Short(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.10g", v);
-  return buf;
-}
 
-// A span of time for people: "41.2 s", "12.5 min", "7.3 h", "3.21 d".
-std::string Span(double seconds) {
-  const double a = std::fabs(seconds);
-  if (a < 120) return FixedText(seconds, a < 10 ? 2 : 1) + " s";
-  if (a < 2 * 3600) return FixedText(seconds / 60, 1) + " min";
-  if (a < 2 * kSecondsPerDay) return FixedText(seconds / 3600, 1) + " h";
-  return FixedText(seconds / kSecondsPerDay, 2) + " d";
-}
 
 // "4.1k", "1.05M", "355": a cost in the table.
 std::string Money(double c) {
@@ -59,19 +46,9 @@ std::string Money(double c) {
   return buf;
 }
 
-std::string CsvField(const std::string& s, bool always_quote) {
-  const bool needs = always_quote || s.find_first_of(",\"\n") != std::string::npos;
-  if (!needs) return s;
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
-}
 
 std::string CsvOptional(const std::optional<double>& v) {
-  return v.has_value() ? Short(*v) : "";
+  return v.has_value() ? ShortNumberText(*v) : "";
 }
 
 // "ramp: tp1 pp1 dp8 mb2; main: ...": the chosen plan of every phase.
@@ -196,10 +173,10 @@ std::string PhasedRowsToCsv(const std::vector<PhasedCapacityRow>& rows) {
   std::ostringstream out;
   out << PhasedCapacityCsvHeader() << "\n";
   for (const PhasedCapacityRow& r : rows) {
-    auto num = [&](double v) { return r.found ? Short(v) : std::string(); };
+    auto num = [&](double v) { return r.found ? ShortNumberText(v) : std::string(); };
     out << CsvField(r.name, false) << "," << CsvField(r.device, false) << "," << r.devices << ","
-        << r.nodes << "," << Short(r.knobs.nic_gbps) << "," << Short(r.knobs.oversubscription)
-        << "," << Short(r.knobs.memory_gib) << "," << Short(r.price_per_device_hour) << ","
+        << r.nodes << "," << ShortNumberText(r.knobs.nic_gbps) << "," << ShortNumberText(r.knobs.oversubscription)
+        << "," << ShortNumberText(r.knobs.memory_gib) << "," << ShortNumberText(r.price_per_device_hour) << ","
         << num(r.days()) << "," << num(r.phase_seconds / kSecondsPerDay) << ","
         << (r.found ? std::to_string(r.switches) : "") << "," << num(r.switch_seconds) << ","
         << CsvOptional(r.found && r.best_single_seconds.has_value()
@@ -307,12 +284,12 @@ std::string PhasedRowsToText(const PhasedCapacitySettings& settings,
     if (p.nodes.has_value()) shape += " on " + std::to_string(*p.nodes) + " nodes";
   }
   const size_t n = settings.schedule.phases.size();
-  out << "Capacity of " << settings.model.name << " for " << Short(tokens) << " tokens in " << n
+  out << "Capacity of " << settings.model.name << " for " << ShortNumberText(tokens) << " tokens in " << n
       << (n == 1 ? " phase" : " phases") << " (" << shape << "), bf16, " << settings.algorithm
       << " search, " << (settings.simulate ? "event simulator" : "analytical model") << "\n";
   if (settings.schedule.checkpoint.has_value()) {
-    out << "checkpoint storage: write " << Short(settings.schedule.checkpoint->write_gb_per_s)
-        << " GB/s, read " << Short(settings.schedule.checkpoint->read_gb_per_s) << " GB/s\n";
+    out << "checkpoint storage: write " << ShortNumberText(settings.schedule.checkpoint->write_gb_per_s)
+        << " GB/s, read " << ShortNumberText(settings.schedule.checkpoint->read_gb_per_s) << " GB/s\n";
   } else {
     out << "no checkpoint storage given: switches priced in memory only\n";
   }
@@ -322,14 +299,14 @@ std::string PhasedRowsToText(const PhasedCapacitySettings& settings,
                                                   "saving", "cost $", "plans"}};
   for (const PhasedCapacityRow& r : rows) {
     if (!r.found) {
-      cells.push_back({r.name, std::to_string(r.devices), Short(r.knobs.nic_gbps), "-", "-", "-",
+      cells.push_back({r.name, std::to_string(r.devices), ShortNumberText(r.knobs.nic_gbps), "-", "-", "-",
                        "-", "-", "-", "no schedule fits"});
       continue;
     }
     const std::optional<double> saving = r.saving_percent();
     cells.push_back(
-        {r.name, std::to_string(r.devices), Short(r.knobs.nic_gbps), FixedText(r.days(), 2),
-         std::to_string(r.switches), r.switches > 0 ? Span(r.switch_seconds) : "-",
+        {r.name, std::to_string(r.devices), ShortNumberText(r.knobs.nic_gbps), FixedText(r.days(), 2),
+         std::to_string(r.switches), r.switches > 0 ? SpanText(r.switch_seconds) : "-",
          r.best_single_seconds.has_value() ? FixedText(*r.best_single_seconds / kSecondsPerDay, 2)
                                            : "none",
          saving.has_value() ? FixedText(*saving, 2) + "%" : "-", Money(r.cost), PlansLine(r)});

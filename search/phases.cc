@@ -38,14 +38,6 @@ namespace {
 constexpr double kInfinity = std::numeric_limits<double>::infinity();
 constexpr double kSecondsPerDay = 86400.0;
 
-// A span of time for people: "41.2 s", "12.5 min", "7.3 h", "53.1 d".
-std::string Span(double seconds) {
-  const double a = std::fabs(seconds);
-  if (a < 120) return FixedText(seconds, a < 10 ? 2 : 1) + " s";
-  if (a < 2 * 3600) return FixedText(seconds / 60, 1) + " min";
-  if (a < 2 * kSecondsPerDay) return FixedText(seconds / 3600, 1) + " h";
-  return FixedText(seconds / kSecondsPerDay, 2) + " d";
-}
 
 // Decimal bytes, as bandwidths are decimal: "512 B", "3.2 GB", "15.1 TB".
 std::string DecimalBytes(int64_t bytes) {
@@ -556,10 +548,10 @@ Result<PhasePlan> PlanPhases(const PhasePlanningRequest& request, const Progress
       }
       const bool kept = p > 0 && (*chosen)[p - 1] == planned.chosen;
       std::string note = kept ? "keeps the previous phase's plan: " : "";
-      note += "its own best (" + best_summary + ") is " + Span(planned.best_saving_seconds) +
+      note += "its own best (" + best_summary + ") is " + SpanText(planned.best_saving_seconds) +
               " faster over the phase";
       if (planned.best_switch_seconds.has_value()) {
-        note += ", but switching to it costs " + Span(*planned.best_switch_seconds);
+        note += ", but switching to it costs " + SpanText(*planned.best_switch_seconds);
         if (*planned.best_switch_seconds <= planned.best_saving_seconds) {
           note += " (and switching away from it later costs more than it saves)";
         }
@@ -609,7 +601,7 @@ std::string PhasePlanToText(const PhasePlanningRequest& request, const PhasePlan
   for (const PlannedPhase& p : plan.phases) {
     std::string in = "-";
     if (p.switch_in.has_value()) {
-      in = Span(p.switch_in->time().ToSeconds()) +
+      in = SpanText(p.switch_in->time().ToSeconds()) +
            (p.switch_in->via_checkpoint ? " ckpt" : " mem");
     } else if (&p != &plan.phases.front()) {
       in = "kept";
@@ -617,7 +609,7 @@ std::string PhasePlanToText(const PhasePlanningRequest& request, const PhasePlan
     cells.push_back({p.name, Grouped(p.steps), TokenCount(p.tokens),
                      std::to_string(p.global_batch_size) + " × " +
                          std::to_string(p.sequence_length),
-                     std::to_string(p.devices), FormatDuration(p.iteration_time), Span(p.seconds),
+                     std::to_string(p.devices), FormatDuration(p.iteration_time), SpanText(p.seconds),
                      in, PlanSummary(plan.candidates[static_cast<size_t>(p.chosen)])});
   }
   out << FormatColumns(cells, 2);
@@ -644,7 +636,7 @@ std::string PhasePlanToText(const PhasePlanningRequest& request, const PhasePlan
       std::vector<std::string> row = {std::to_string(c + 1), plan.candidate_found_in[uc]};
       for (size_t p = 0; p < plan.phases.size(); ++p) {
         const PhaseScore& s = plan.scores[uc][p];
-        row.push_back(s.runs ? Span(s.phase_seconds) + (plan.phases[p].chosen == c ? "*" : "")
+        row.push_back(s.runs ? SpanText(s.phase_seconds) + (plan.phases[p].chosen == c ? "*" : "")
                              : std::string("-"));
       }
       row.push_back(PlanSummary(plan.candidates[uc]));
@@ -665,10 +657,10 @@ std::string PhasePlanToText(const PhasePlanningRequest& request, const PhasePlan
         << " max per rank, " << DecimalBytes(t.total_bytes()) << " in all (state "
         << DecimalBytes(t.old_state_bytes) << " → " << DecimalBytes(t.new_state_bytes) << "); ";
     if (p.machines_change) {
-      out << "other machines: through the checkpoint, " << Span(s.checkpoint->ToSeconds());
+      out << "other machines: through the checkpoint, " << SpanText(s.checkpoint->ToSeconds());
     } else {
-      out << "in memory " << Span(s.in_memory.ToSeconds()) << ", checkpoint "
-          << (s.checkpoint.has_value() ? Span(s.checkpoint->ToSeconds()) : std::string("-"))
+      out << "in memory " << SpanText(s.in_memory.ToSeconds()) << ", checkpoint "
+          << (s.checkpoint.has_value() ? SpanText(s.checkpoint->ToSeconds()) : std::string("-"))
           << " → " << (s.via_checkpoint ? "checkpoint" : "in memory");
     }
     out << "\n";
@@ -684,13 +676,13 @@ std::string PhasePlanToText(const PhasePlanningRequest& request, const PhasePlan
   out << "\n  total      " << FixedText(plan.total_seconds / kSecondsPerDay, 2) << " days: "
       << plan.phases.size() << (plan.phases.size() == 1 ? " phase, " : " phases, ")
       << plan.switches << (plan.switches == 1 ? " switch" : " switches") << " ("
-      << Span(plan.switch_seconds) << ")\n";
+      << SpanText(plan.switch_seconds) << ")\n";
   if (plan.best_single.has_value()) {
     const double single = *plan.best_single_seconds;
     const double saved = single - plan.total_seconds;
     out << "  one plan   " << FixedText(single / kSecondsPerDay, 2) << " days with "
         << PlanSummary(plan.candidates[static_cast<size_t>(*plan.best_single)])
-        << " in every phase: the phase-wise plans save " << Span(saved) << " ("
+        << " in every phase: the phase-wise plans save " << SpanText(saved) << " ("
         << FixedText(single > 0 ? 100 * saved / single : 0, 2) << "%)\n";
   } else {
     out << "  one plan   none: no candidate runs in every phase on the same machines\n";

@@ -44,5 +44,37 @@ TEST(FormatColumns, AlignsEveryColumnButTheLastTwoSpacesApart) {
   EXPECT_EQ(FormatColumns({}, 2), "");
 }
 
+TEST(ShortNumberText, GivesTheShortestOfTenSignificantDigits) {
+  EXPECT_EQ(ShortNumberText(400), "400");
+  EXPECT_EQ(ShortNumberText(2.5), "2.5");
+  EXPECT_EQ(ShortNumberText(1.23e6), "1230000");
+  EXPECT_EQ(ShortNumberText(1.5e12), "1.5e+12");
+  EXPECT_EQ(ShortNumberText(1.0 / 3), "0.3333333333");
+}
+
+TEST(MillisecondsText, HasThreeDecimals) {
+  EXPECT_EQ(MillisecondsText(0.0412), "41.200 ms");
+  EXPECT_EQ(MillisecondsText(2), "2000.000 ms");
+}
+
+TEST(SpanText, ChangesUnitAtTwiceTheNextUnit) {
+  EXPECT_EQ(SpanText(4.123), "4.12 s");
+  EXPECT_EQ(SpanText(41.23), "41.2 s");
+  EXPECT_EQ(SpanText(119), "119.0 s");
+  EXPECT_EQ(SpanText(120), "2.0 min");
+  EXPECT_EQ(SpanText(7199), "120.0 min");
+  EXPECT_EQ(SpanText(7200), "2.0 h");
+  EXPECT_EQ(SpanText(2 * 86400), "2.00 d");
+  EXPECT_EQ(SpanText(53.126 * 86400), "53.13 d");
+}
+
+TEST(CsvField, QuotesOnlyWhatNeedsIt) {
+  EXPECT_EQ(CsvField("h100"), "h100");
+  EXPECT_EQ(CsvField("a,b"), "\"a,b\"");
+  EXPECT_EQ(CsvField("say \"hi\""), "\"say \"\"hi\"\"\"");
+  EXPECT_EQ(CsvField("two\nlines"), "\"two\nlines\"");
+  EXPECT_EQ(CsvField("plain", true), "\"plain\"");
+}
+
 }  // namespace
 }  // namespace orrery
