@@ -8,6 +8,7 @@
 #include "core/file.h"
 #include "core/json.h"
 #include "core/progress.h"
+#include "core/statistics.h"
 #include "core/text.h"
 #include "costmodel/reshard_cost.h"
 #include "exec/replan_runner.h"
@@ -22,13 +23,6 @@ namespace {
 
 constexpr std::string_view kCommand = "execute";
 
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 // The Replanner the executor calls on rank 0: search::Replanning's
 // answers, each logged on stderr as it is made.

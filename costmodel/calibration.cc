@@ -7,6 +7,7 @@
 #include <sstream>
 #include <utility>
 
+#include "core/statistics.h"
 #include "core/text.h"
 #include "workload/operators.h"
 
@@ -518,13 +519,6 @@ std::string EntryIdentity(const ComputeProfileEntry& e) {
   return key.str();
 }
 
-Duration MedianDuration(std::vector<Duration> v) {
-  std::sort(v.begin(), v.end());
-  const size_t mid = v.size() / 2;
-  if (v.size() % 2 == 1) return v[mid];
-  return Duration::FromPicos((v[mid - 1].picos() + v[mid].picos()) / 2);
-}
-
 // Repeated profiler runs: profiles of one precision that measure the same
 // operators (the same identity, EntryIdentity) are merged into one profile
 // whose every entry takes the median of its runs, forward and backward
@@ -571,12 +565,12 @@ void MergeRepeatedProfiles(std::vector<ComputeProfile>& profiles,
     merged.source = sources.Join();
     ResidualAccumulator spread;
     for (Runs& r : runs) {
-      r.entry.forward = MedianDuration(r.forward);
+      r.entry.forward = Median(r.forward);
       for (Duration t : r.forward) {
         if (r.forward.size() > 1) spread.Add(t, r.entry.forward);
       }
       if (!r.backward.empty()) {
-        r.entry.backward = MedianDuration(r.backward);
+        r.entry.backward = Median(r.backward);
         for (Duration t : r.backward) {
           if (r.backward.size() > 1) spread.Add(t, *r.entry.backward);
         }

@@ -4,6 +4,7 @@
 #include <memory>
 #include <utility>
 
+#include "core/statistics.h"
 #include "exec/backend.h"
 #include "exec/communicator.h"
 #include "exec/reshard.h"
@@ -22,13 +23,6 @@ bool SwitchRecord::PredictionAgrees() const {
 }
 
 namespace {
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 // "phases.json: field 'phases[1].plan' (phase '128k'): <what>".
 std::string FieldMessage(const workload::PhaseSchedule& schedule, size_t index,

@@ -5,18 +5,12 @@
 #include <utility>
 
 #include "core/json.h"
+#include "core/statistics.h"
 #include "exec/backend.h"
 #include "workload/plan_json.h"
 
 namespace orrery::exec {
 namespace {
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 Status CheckRunOptions(const ReplanRunOptions& run_options) {
   std::vector<std::string> reasons;

@@ -14,6 +14,7 @@
 
 #include "core/check.h"
 #include "core/json.h"
+#include "core/statistics.h"
 #include "exec/communicator.h"
 #include "exec/gpt_model.h"
 #include "exec/op_recorder.h"
@@ -1028,13 +1029,6 @@ Status Trainer::ImportState(const TrainerState& state) {
   }
   backend_.Synchronize();
   return Status::Ok();
-}
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 }  // namespace

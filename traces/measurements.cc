@@ -11,6 +11,7 @@
 
 #include "core/file.h"
 #include "core/json.h"
+#include "core/statistics.h"
 
 namespace orrery::traces {
 namespace {
@@ -208,13 +209,6 @@ struct OpSamples {
   std::map<std::tuple<int, int, int, int, int>, Duration> forward;
   std::map<std::tuple<int, int, int, int, int>, Duration> backward;
 };
-
-Duration Median(std::vector<Duration> v) {
-  std::sort(v.begin(), v.end());
-  const size_t mid = v.size() / 2;
-  if (v.size() % 2 == 1) return v[mid];
-  return Duration::FromPicos((v[mid - 1].picos() + v[mid].picos()) / 2);
-}
 
 std::vector<Duration> Values(const std::map<std::tuple<int, int, int, int, int>, Duration>& m) {
   std::vector<Duration> out;
