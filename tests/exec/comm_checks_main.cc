@@ -31,24 +31,10 @@
 #include "exec/communicator.h"
 #include "exec/mpi_communicator.h"
 #include "exec/mpi_world.h"
+#include "tests/exec/mpi_checks.h"
 
 namespace orrery::exec {
 namespace {
-
-// What one rank found wrong.
-class Findings {
- public:
-  void Expect(bool ok, const std::string& what) {
-    if (!ok) failures_.push_back(what);
-  }
-  void ExpectOk(const Status& status, const std::string& what) {
-    if (!status.ok()) failures_.push_back(what + ": " + status.ToString());
-  }
-  const std::vector<std::string>& failures() const { return failures_; }
-
- private:
-  std::vector<std::string> failures_;
-};
 
 std::string Describe(const std::vector<float>& values) {
   std::ostringstream out;
@@ -494,54 +480,30 @@ void CheckWorldOfOne(Context& c) {
   CheckCollectives(c);
 }
 
+// `check` with a Context on a backend of `kind`, made on every rank; the
+// backend lives while the check runs.
+MpiCheck OnBackend(void (*check)(Context&)) {
+  return [check](MpiWorld& world, BackendKind kind, Findings& findings) -> Status {
+    Result<std::unique_ptr<Backend>> backend = MakeBackend(kind, world.local_rank());
+    Status ready = world.AgreeOnStatus(backend.status());
+    if (!ready.ok()) return InternalError("MakeBackend: " + ready.ToString());
+    Context context{world, **backend, Buffers(**backend), findings};
+    check(context);
+    return Status();
+  };
+}
+
 int Main(int argc, char** argv) {
-  const std::map<std::string, void (*)(Context&)> checks = {
-      {"collectives", CheckCollectives}, {"async", CheckAsync},
-      {"ring", CheckRing},               {"chunked", CheckChunked},
-      {"bad-group", CheckBadGroup},      {"agree", CheckAgree},
-      {"gather", CheckGather},           {"fail", CheckFail},
-      {"world-of-one", CheckWorldOfOne}};
-  if (argc < 2 || argc > 3 || checks.count(argv[1]) == 0) {
-    std::fprintf(stderr, "usage: exec_comm_checks <check> [cpu|cuda]; checks:");
-    for (const auto& [name, check] : checks) std::fprintf(stderr, " %s", name.c_str());
-    std::fprintf(stderr, "\n");
-    return 2;
-  }
-  Result<BackendKind> kind = ParseBackendKind(argc == 3 ? argv[2] : "cpu");
-  if (!kind.ok()) {
-    std::fprintf(stderr, "%s\n", kind.status().ToString().c_str());
-    return 2;
-  }
-  Result<std::unique_ptr<MpiWorld>> world = MpiWorld::Join();
-  if (!world.ok()) {
-    std::fprintf(stderr, "MpiWorld::Join: %s\n", world.status().ToString().c_str());
-    return 1;
-  }
-  Findings findings;
-  {
-    Result<std::unique_ptr<Backend>> backend = MakeBackend(*kind, (*world)->local_rank());
-    Status ready = (*world)->AgreeOnStatus(backend.status());
-    if (!ready.ok()) {
-      std::fprintf(stderr, "MakeBackend: %s\n", ready.ToString().c_str());
-      return 1;
-    }
-    Context context{**world, **backend, Buffers(**backend), findings};
-    checks.at(argv[1])(context);
-  }
-  for (const std::string& failure : findings.failures()) {
-    std::fprintf(stderr, "%s: rank %d: FAILED: %s\n", argv[1], (*world)->rank(),
-                 failure.c_str());
-  }
-  Status mine = findings.failures().empty()
-                    ? Status()
-                    : InternalError(std::to_string(findings.failures().size()) +
-                                    " expectation(s) failed, the first: " +
-                                    findings.failures().front());
-  Status all = (*world)->AgreeOnStatus(mine);
-  if ((*world)->rank() == 0) {
-    std::fprintf(stderr, "%s: %s\n", argv[1], all.ok() ? "PASSED" : all.ToString().c_str());
-  }
-  return all.ok() ? 0 : 1;
+  return RunMpiChecks(argc, argv, "exec_comm_checks",
+                      {{"collectives", OnBackend(CheckCollectives)},
+                       {"async", OnBackend(CheckAsync)},
+                       {"ring", OnBackend(CheckRing)},
+                       {"chunked", OnBackend(CheckChunked)},
+                       {"bad-group", OnBackend(CheckBadGroup)},
+                       {"agree", OnBackend(CheckAgree)},
+                       {"gather", OnBackend(CheckGather)},
+                       {"fail", OnBackend(CheckFail)},
+                       {"world-of-one", OnBackend(CheckWorldOfOne)}});
 }
 
 }  // namespace

@@ -23,7 +23,6 @@
 //            ramp-up run under pp 2 throughout (a new session at the
 //            boundary, whose layout equals the old one: 0 bytes move).
 // Rank 0 prints one line per switch.
-#include <cmath>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -36,6 +35,7 @@
 #include "exec/mpi_world.h"
 #include "exec/phase_runner.h"
 #include "exec/runtime.h"
+#include "tests/exec/mpi_checks.h"
 #include "workload/model_presets.h"
 #include "workload/phases.h"
 #include "workload/plan.h"
@@ -48,17 +48,6 @@ using workload::ModelSpec;
 using workload::PhaseSchedule;
 using workload::Plan;
 using workload::TrainingPhase;
-
-class Findings {
- public:
-  void Expect(bool ok, const std::string& what) {
-    if (!ok) failures_.push_back(what);
-  }
-  const std::vector<std::string>& failures() const { return failures_; }
-
- private:
-  std::vector<std::string> failures_;
-};
 
 Plan TinyPlan(const ModelSpec& model, int pp, LayerStrategy layer, int global_batch) {
   Plan plan = Plan::Uniform(model, pp, layer, global_batch, /*micro_batch_size=*/1);
@@ -83,19 +72,6 @@ PhaseSchedule Schedule(const std::string& source, std::vector<TrainingPhase> pha
   return schedule;
 }
 
-SwitchTrafficModel CostModel(const ModelSpec& model, const ExecuteOptions& options) {
-  return [&model, options](const Plan& from, const Plan& to,
-                           int world_size) -> Result<PredictedTraffic> {
-    costmodel::StateLayoutOptions layout;
-    layout.bucket_parameters = options.bucket_parameters;
-    layout.bytes = costmodel::StateBytes::Fp32Adam();
-    ORRERY_ASSIGN_OR_RETURN(costmodel::ReshardTraffic traffic,
-                            costmodel::ComputeReshardTraffic(model, from, world_size, to,
-                                                             world_size, world_size, layout));
-    return PredictedTraffic{traffic.bytes_sent, traffic.bytes_received};
-  };
-}
-
 struct Run {
   PhasesResult result;
   std::vector<double> losses;  // every step, phases back to back
@@ -115,30 +91,14 @@ Run RunOrFail(MpiWorld& world, const ModelSpec& model, const PhaseSchedule& sche
   return run;
 }
 
-std::string Join(const std::vector<int64_t>& v) {
-  std::string s;
-  for (size_t i = 0; i < v.size(); ++i) s += (i == 0 ? "" : ", ") + std::to_string(v[i]);
-  return "[" + s + "]";
-}
-
 // Rank 0 only (the results live there).
 void ExpectSameTraining(const Run& run, const Run& reference, const std::string& what,
                         Findings& findings) {
   findings.Expect(run.losses.size() == reference.losses.size(),
                   what + ": " + std::to_string(run.losses.size()) + " steps, the reference " +
                       std::to_string(reference.losses.size()));
-  for (size_t k = 0; k < run.losses.size() && k < reference.losses.size(); ++k) {
-    const double loss = reference.losses[k];
-    const double norm = reference.grad_norms[k];
-    findings.Expect(std::fabs(run.losses[k] - loss) <= 1e-5 * std::fabs(loss),
-                    what + ": step " + std::to_string(k) + ": loss " +
-                        std::to_string(run.losses[k]) + ", the reference's " +
-                        std::to_string(loss));
-    findings.Expect(std::fabs(run.grad_norms[k] - norm) <= 1e-4 * norm,
-                    what + ": step " + std::to_string(k) + ": gradient norm " +
-                        std::to_string(run.grad_norms[k]) + ", the reference's " +
-                        std::to_string(norm));
-  }
+  ExpectSameSteps(run.losses, run.grad_norms, reference.losses, reference.grad_norms, what,
+                  findings);
 }
 
 // Rank 0 only: every switch's counted bytes equal its plan's and the cost
@@ -152,21 +112,21 @@ void ExpectSwitches(const Run& run, size_t switches, int64_t after_step, const s
     findings.Expect(s.after_step == after_step, what + ": switched after step " +
                                                     std::to_string(s.after_step));
     findings.Expect(s.bytes_sent == s.planned_sent,
-                    what + ": sent " + Join(s.bytes_sent) + ", the plan says " +
-                        Join(s.planned_sent));
+                    what + ": sent " + Bracketed(s.bytes_sent) + ", the plan says " +
+                        Bracketed(s.planned_sent));
     findings.Expect(s.bytes_received == s.planned_received,
-                    what + ": received " + Join(s.bytes_received) + ", the plan says " +
-                        Join(s.planned_received));
+                    what + ": received " + Bracketed(s.bytes_received) + ", the plan says " +
+                        Bracketed(s.planned_received));
     findings.Expect(s.prediction_error.empty(), what + ": cost model: " + s.prediction_error);
     findings.Expect(s.PredictionAgrees(),
-                    what + ": counted sent " + Join(s.bytes_sent) + " received " +
-                        Join(s.bytes_received) + ", the cost model: sent " +
-                        (s.predicted ? Join(s.predicted->bytes_sent) : "none") + " received " +
-                        (s.predicted ? Join(s.predicted->bytes_received) : "none"));
+                    what + ": counted sent " + Bracketed(s.bytes_sent) + " received " +
+                        Bracketed(s.bytes_received) + ", the cost model: sent " +
+                        (s.predicted ? Bracketed(s.predicted->bytes_sent) : "none") + " received " +
+                        (s.predicted ? Bracketed(s.predicted->bytes_received) : "none"));
     std::printf("%s: switch after step %lld: %d transfers in %d messages, sent %s B, received "
                 "%s B (cost model %s), exchange %.3f ms, switch %.3f ms\n",
                 what.c_str(), static_cast<long long>(s.after_step), s.transfers, s.messages,
-                Join(s.bytes_sent).c_str(), Join(s.bytes_received).c_str(),
+                Bracketed(s.bytes_sent).c_str(), Bracketed(s.bytes_received).c_str(),
                 s.PredictionAgrees() ? "the same" : "differs", s.exchange_seconds * 1e3,
                 s.total_seconds * 1e3);
   }
@@ -250,43 +210,10 @@ void CheckRampUp(MpiWorld& world, const ModelSpec& model, const ExecuteOptions& 
 
 int Main(int argc, char** argv) {
   const ModelSpec model = *workload::ModelPreset("gpt-tiny");
-  using CheckFn = void (*)(MpiWorld&, const ModelSpec&, const ExecuteOptions&, Findings&);
-  const std::map<std::string, CheckFn> checks = {
-      {"dp2-tp2", &CheckDp2Tp2}, {"pp2-dp2", &CheckPp2Dp2}, {"rampup", &CheckRampUp}};
-  if (argc < 2 || argc > 3 || checks.count(argv[1]) == 0) {
-    std::fprintf(stderr, "usage: exec_phase_runner_checks <check> [cpu|cuda]; checks:");
-    for (const auto& [name, fn] : checks) std::fprintf(stderr, " %s", name.c_str());
-    std::fprintf(stderr, "\n");
-    return 2;
-  }
-  Result<BackendKind> kind = ParseBackendKind(argc == 3 ? argv[2] : "cpu");
-  if (!kind.ok()) {
-    std::fprintf(stderr, "%s\n", kind.status().ToString().c_str());
-    return 2;
-  }
-  Result<std::unique_ptr<MpiWorld>> world = MpiWorld::Join();
-  if (!world.ok()) {
-    std::fprintf(stderr, "MpiWorld::Join: %s\n", world.status().ToString().c_str());
-    return 1;
-  }
-  ExecuteOptions options;
-  options.backend = *kind;
-  Findings findings;
-  checks.at(argv[1])(**world, model, options, findings);
-  for (const std::string& failure : findings.failures()) {
-    std::fprintf(stderr, "%s: rank %d: FAILED: %s\n", argv[1], (*world)->rank(),
-                 failure.c_str());
-  }
-  Status mine = findings.failures().empty()
-                    ? Status()
-                    : InternalError(std::to_string(findings.failures().size()) +
-                                    " expectation(s) failed, the first: " +
-                                    findings.failures().front());
-  Status all = (*world)->AgreeOnStatus(mine);
-  if ((*world)->rank() == 0) {
-    std::fprintf(stderr, "%s: %s\n", argv[1], all.ok() ? "PASSED" : all.ToString().c_str());
-  }
-  return all.ok() ? 0 : 1;
+  return RunMpiChecks(
+      argc, argv, "exec_phase_runner_checks",
+      BindModel(model,
+                {{"dp2-tp2", &CheckDp2Tp2}, {"pp2-dp2", &CheckPp2Dp2}, {"rampup", &CheckRampUp}}));
 }
 
 }  // namespace

@@ -35,7 +35,6 @@
 //              field named.
 //   bad-plan   the Replanner chooses a plan of another global batch: the
 //              job aborts naming it (the test expects the failure).
-#include <cmath>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -51,6 +50,7 @@
 #include "exec/phase_runner.h"
 #include "exec/replan_runner.h"
 #include "exec/runtime.h"
+#include "tests/exec/mpi_checks.h"
 #include "workload/model_presets.h"
 #include "workload/plan.h"
 
@@ -60,17 +60,6 @@ namespace {
 using workload::LayerStrategy;
 using workload::ModelSpec;
 using workload::Plan;
-
-class Findings {
- public:
-  void Expect(bool ok, const std::string& what) {
-    if (!ok) failures_.push_back(what);
-  }
-  const std::vector<std::string>& failures() const { return failures_; }
-
- private:
-  std::vector<std::string> failures_;
-};
 
 Plan TinyPlan(const ModelSpec& model, int pp, LayerStrategy layer) {
   Plan plan = Plan::Uniform(model, pp, layer, /*global_batch_size=*/8, /*micro_batch_size=*/1);
@@ -117,19 +106,6 @@ class ScriptedReplanner : public Replanner {
   std::optional<Plan> choice_;
 };
 
-SwitchTrafficModel CostModel(const ModelSpec& model, const ExecuteOptions& options) {
-  return [&model, options](const Plan& from, const Plan& to,
-                           int world_size) -> Result<PredictedTraffic> {
-    costmodel::StateLayoutOptions layout;
-    layout.bucket_parameters = options.bucket_parameters;
-    layout.bytes = costmodel::StateBytes::Fp32Adam();
-    ORRERY_ASSIGN_OR_RETURN(costmodel::ReshardTraffic traffic,
-                            costmodel::ComputeReshardTraffic(model, from, world_size, to,
-                                                             world_size, world_size, layout));
-    return PredictedTraffic{traffic.bytes_sent, traffic.bytes_received};
-  };
-}
-
 ExecutionResult TrainOrFail(MpiWorld& world, const ModelSpec& model, const Plan& plan,
                             ExecuteOptions options, int steps) {
   options.warmup = 0;
@@ -154,12 +130,6 @@ std::string Bools(const std::vector<bool>& v) {
   return s;
 }
 
-std::string Join(const std::vector<int64_t>& v) {
-  std::string s;
-  for (size_t i = 0; i < v.size(); ++i) s += (i == 0 ? "" : ", ") + std::to_string(v[i]);
-  return "[" + s + "]";
-}
-
 // Rank 0 only (the results live there).
 void ExpectSameTraining(const ReplanRunResult& run, const ExecutionResult& reference,
                         const std::string& what, Findings& findings) {
@@ -167,18 +137,8 @@ void ExpectSameTraining(const ReplanRunResult& run, const ExecutionResult& refer
                       run.grad_norms.size() == reference.grad_norms.size(),
                   what + ": " + std::to_string(run.losses.size()) + " steps, the reference " +
                       std::to_string(reference.losses.size()));
-  for (size_t k = 0; k < run.losses.size() && k < reference.losses.size(); ++k) {
-    const double loss = reference.losses[k];
-    const double norm = reference.grad_norms[k];
-    findings.Expect(std::fabs(run.losses[k] - loss) <= 1e-5 * std::fabs(loss),
-                    what + ": step " + std::to_string(k) + ": loss " +
-                        std::to_string(run.losses[k]) + ", the reference's " +
-                        std::to_string(loss));
-    findings.Expect(std::fabs(run.grad_norms[k] - norm) <= 1e-4 * norm,
-                    what + ": step " + std::to_string(k) + ": gradient norm " +
-                        std::to_string(run.grad_norms[k]) + ", the reference's " +
-                        std::to_string(norm));
-  }
+  ExpectSameSteps(run.losses, run.grad_norms, reference.losses, reference.grad_norms, what,
+                  findings);
 }
 
 void CheckSwitch(MpiWorld& world, const ModelSpec& model, const ExecuteOptions& options,
@@ -242,12 +202,13 @@ void CheckSwitch(MpiWorld& world, const ModelSpec& model, const ExecuteOptions& 
     findings.Expect(!s.same_layout && s.total_bytes() > 0,
                     "the switch moved " + std::to_string(s.total_bytes()) + " bytes");
     findings.Expect(s.bytes_sent == s.planned_sent && s.bytes_received == s.planned_received,
-                    "sent " + Join(s.bytes_sent) + ", the plan says " + Join(s.planned_sent));
+                    "sent " + Bracketed(s.bytes_sent) + ", the plan says " +
+                        Bracketed(s.planned_sent));
     findings.Expect(s.prediction_error.empty() && s.PredictionAgrees(),
-                    "counted sent " + Join(s.bytes_sent) + ", the cost model: " +
-                        (s.predicted ? Join(s.predicted->bytes_sent) : s.prediction_error));
+                    "counted sent " + Bracketed(s.bytes_sent) + ", the cost model: " +
+                        (s.predicted ? Bracketed(s.predicted->bytes_sent) : s.prediction_error));
     std::printf("switch after step %lld: sent %s B in %d messages, switch %.3f ms\n",
-                static_cast<long long>(s.after_step), Join(s.bytes_sent).c_str(), s.messages,
+                static_cast<long long>(s.after_step), Bracketed(s.bytes_sent).c_str(), s.messages,
                 s.total_seconds * 1e3);
   }
   findings.Expect(!run.device.empty(), "no device name");
@@ -390,46 +351,12 @@ void CheckBadPlan(MpiWorld& world, const ModelSpec& model, const ExecuteOptions&
 
 int Main(int argc, char** argv) {
   const ModelSpec model = *workload::ModelPreset("gpt-tiny");
-  using CheckFn = void (*)(MpiWorld&, const ModelSpec&, const ExecuteOptions&, Findings&);
-  const std::map<std::string, CheckFn> checks = {{"switch", &CheckSwitch},
-                                                 {"keep", &CheckKeep},
-                                                 {"straggler", &CheckStraggler},
-                                                 {"errors", &CheckErrors},
-                                                 {"bad-plan", &CheckBadPlan}};
-  if (argc < 2 || argc > 3 || checks.count(argv[1]) == 0) {
-    std::fprintf(stderr, "usage: exec_replan_runner_checks <check> [cpu|cuda]; checks:");
-    for (const auto& [name, fn] : checks) std::fprintf(stderr, " %s", name.c_str());
-    std::fprintf(stderr, "\n");
-    return 2;
-  }
-  Result<BackendKind> kind = ParseBackendKind(argc == 3 ? argv[2] : "cpu");
-  if (!kind.ok()) {
-    std::fprintf(stderr, "%s\n", kind.status().ToString().c_str());
-    return 2;
-  }
-  Result<std::unique_ptr<MpiWorld>> world = MpiWorld::Join();
-  if (!world.ok()) {
-    std::fprintf(stderr, "MpiWorld::Join: %s\n", world.status().ToString().c_str());
-    return 1;
-  }
-  ExecuteOptions options;
-  options.backend = *kind;
-  Findings findings;
-  checks.at(argv[1])(**world, model, options, findings);
-  for (const std::string& failure : findings.failures()) {
-    std::fprintf(stderr, "%s: rank %d: FAILED: %s\n", argv[1], (*world)->rank(),
-                 failure.c_str());
-  }
-  Status mine = findings.failures().empty()
-                    ? Status()
-                    : InternalError(std::to_string(findings.failures().size()) +
-                                    " expectation(s) failed, the first: " +
-                                    findings.failures().front());
-  Status all = (*world)->AgreeOnStatus(mine);
-  if ((*world)->rank() == 0) {
-    std::fprintf(stderr, "%s: %s\n", argv[1], all.ok() ? "PASSED" : all.ToString().c_str());
-  }
-  return all.ok() ? 0 : 1;
+  return RunMpiChecks(argc, argv, "exec_replan_runner_checks",
+                      BindModel(model, {{"switch", &CheckSwitch},
+                                        {"keep", &CheckKeep},
+                                        {"straggler", &CheckStraggler},
+                                        {"errors", &CheckErrors},
+                                        {"bad-plan", &CheckBadPlan}}));
 }
 
 }  // namespace

@@ -34,6 +34,7 @@
 #include "exec/mpi_world.h"
 #include "exec/reshard.h"
 #include "exec/runtime.h"
+#include "tests/exec/mpi_checks.h"
 #include "workload/model_presets.h"
 #include "workload/plan.h"
 
@@ -46,17 +47,6 @@ using workload::Plan;
 
 constexpr int kSteps = 6;
 constexpr int kSwitchAfter = 3;
-
-class Findings {
- public:
-  void Expect(bool ok, const std::string& what) {
-    if (!ok) failures_.push_back(what);
-  }
-  const std::vector<std::string>& failures() const { return failures_; }
-
- private:
-  std::vector<std::string> failures_;
-};
 
 Plan TinyPlan(const ModelSpec& model, int pp, LayerStrategy layer) {
   Plan plan = Plan::Uniform(model, pp, layer, /*global_batch_size=*/8, /*micro_batch_size=*/1);
@@ -232,44 +222,20 @@ int Main(int argc, char** argv) {
   const Plan dp2_zero3 = TinyPlan(model, 1, LayerStrategy{.dp = 2, .zero_stage = 3});
   const Plan dp2_zero1 = TinyPlan(model, 1, LayerStrategy{.dp = 2, .zero_stage = 1});
   const Plan tp2_sp = TinyPlan(model, 1, LayerStrategy{.tp = 2, .sequence_parallel = true});
-  const std::map<std::string, std::pair<const Plan*, const Plan*>> checks = {
+  const std::map<std::string, std::pair<const Plan*, const Plan*>> switches = {
       {"dp2-tp2", {&dp2, &tp2}},
       {"pp2-dp2", {&pp2, &dp2}},
       {"zero3-tpsp", {&dp2_zero3, &tp2_sp}},
       {"tp2-zero1", {&tp2, &dp2_zero1}}};
-  if (argc < 2 || argc > 3 || checks.count(argv[1]) == 0) {
-    std::fprintf(stderr, "usage: exec_reshard_checks <check> [cpu|cuda]; checks:");
-    for (const auto& [name, pair] : checks) std::fprintf(stderr, " %s", name.c_str());
-    std::fprintf(stderr, "\n");
-    return 2;
+  std::map<std::string, MpiCheck> checks;
+  for (const auto& [name, plans] : switches) {
+    checks.emplace(name, [&model, name = name, plans = plans](MpiWorld& world, BackendKind kind,
+                                                              Findings& findings) {
+      CheckSwitch(world, kind, *plans.first, *plans.second, model, name, findings);
+      return Status();
+    });
   }
-  Result<BackendKind> kind = ParseBackendKind(argc == 3 ? argv[2] : "cpu");
-  if (!kind.ok()) {
-    std::fprintf(stderr, "%s\n", kind.status().ToString().c_str());
-    return 2;
-  }
-  Result<std::unique_ptr<MpiWorld>> world = MpiWorld::Join();
-  if (!world.ok()) {
-    std::fprintf(stderr, "MpiWorld::Join: %s\n", world.status().ToString().c_str());
-    return 1;
-  }
-  Findings findings;
-  const auto& [old_plan, new_plan] = checks.at(argv[1]);
-  CheckSwitch(**world, *kind, *old_plan, *new_plan, model, argv[1], findings);
-  for (const std::string& failure : findings.failures()) {
-    std::fprintf(stderr, "%s: rank %d: FAILED: %s\n", argv[1], (*world)->rank(),
-                 failure.c_str());
-  }
-  Status mine = findings.failures().empty()
-                    ? Status()
-                    : InternalError(std::to_string(findings.failures().size()) +
-                                    " expectation(s) failed, the first: " +
-                                    findings.failures().front());
-  Status all = (*world)->AgreeOnStatus(mine);
-  if ((*world)->rank() == 0) {
-    std::fprintf(stderr, "%s: %s\n", argv[1], all.ok() ? "PASSED" : all.ToString().c_str());
-  }
-  return all.ok() ? 0 : 1;
+  return RunMpiChecks(argc, argv, "exec_reshard_checks", checks);
 }
 
 }  // namespace
