@@ -102,6 +102,21 @@ Status CheckMeasured(double measured_s) {
   return Status::Ok();
 }
 
+// Whether the slow devices `now` differ from those `before`: another set
+// of ranks, or a factor more than `threshold` times larger or smaller.
+bool SlowDevicesChanged(const std::vector<sim::SlowDevice>& before,
+                        const std::vector<sim::SlowDevice>& now, double threshold) {
+  if (before.size() != now.size()) return true;
+  for (const sim::SlowDevice& n : now) {
+    const auto known = std::find_if(before.begin(), before.end(),
+                                    [&](const sim::SlowDevice& b) { return b.rank == n.rank; });
+    if (known == before.end()) return true;
+    const double ratio = n.factor / known->factor;
+    if (ratio > threshold || ratio < 1 / threshold) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 struct Replanning::State {
@@ -121,6 +136,11 @@ Result<Replanning> Replanning::Create(ReplanSettings settings) {
     return InvalidArgumentError(
         "replan: slow_threshold: expected a finite number >= 1 (a probe factor below it is "
         "noise), got " + FixedText(settings.slow_threshold, 6));
+  }
+  if (!(settings.min_gain >= 0 && settings.min_gain < 1)) {
+    return InvalidArgumentError(
+        "replan: min_gain: expected a fraction in [0, 1) of the measured step, got " +
+        FixedText(settings.min_gain, 6));
   }
   if (Result<std::unique_ptr<SearchAlgorithm>> algorithm =
           MakeSearchAlgorithm(settings.algorithm);
@@ -224,6 +244,22 @@ Result<ReplanDecision> Replanning::Decide(int window, const workload::Plan& runn
   d.scale = measured_s / running_s;
   d.running_predicted_s = d.scale * running_s;
 
+  const bool any_slow = !d.faults.slow_devices.empty();
+  if (!SlowDevicesChanged(state_->faults.slow_devices, d.faults.slow_devices,
+                          settings.slow_threshold)) {
+    // The running plan was chosen, or kept, for these devices; what the
+    // probe does not explain is in the scale, which moves every plan alike.
+    d.best = running;
+    d.best_predicted_s = d.running_predicted_s;
+    d.reason = any_slow ? "keep: the slow devices are those known (" +
+                              FaultsText(state_->faults) + " before, " + FaultsText(d.faults) +
+                              " now, within " + FixedText(settings.slow_threshold, 2) +
+                              "×); the scale absorbs the difference"
+                        : "keep: no slow device found; the scale absorbs the difference";
+    Commit(d, std::move(evaluator));
+    return d;
+  }
+
   // The search under the new faults; its best plan the executor runs.
   ORRERY_ASSIGN_OR_RETURN(SearchResult found, RunSearch(request, settings.algorithm));
   std::string first_rejection;
@@ -252,7 +288,6 @@ Result<ReplanDecision> Replanning::Decide(int window, const workload::Plan& runn
     break;
   }
 
-  const bool any_slow = !d.faults.slow_devices.empty();
   if (!d.best.has_value()) {
     d.reason = found.plans.empty()
                    ? "keep: the search found no plan that fits the budget"
@@ -281,22 +316,32 @@ Result<ReplanDecision> Replanning::Decide(int window, const workload::Plan& runn
         costmodel::EstimateSwitchCost(*traffic, *collectives, std::nullopt);
     if (!cost.ok()) return cost.status().WithContext(what);
     d.switch_cost_s = cost->in_memory.ToSeconds();
-    d.switch_plan = d.gain_s > d.switch_cost_s;
     const std::string numbers = "the gain over the " + std::to_string(steps_left) +
                                 (steps_left == 1 ? " step" : " steps") + " left, " +
                                 Time(d.gain_s);
-    d.reason = d.switch_plan ? "switch: " + numbers + ", exceeds the switch's " +
-                                   Time(d.switch_cost_s)
-                             : "keep: " + numbers + ", does not exceed the switch's " +
-                                   Time(d.switch_cost_s);
+    const double step_gain = 1 - d.best_predicted_s / measured_s;
+    if (!(d.gain_s > d.switch_cost_s)) {
+      d.reason = "keep: " + numbers + ", does not exceed the switch's " + Time(d.switch_cost_s);
+    } else if (step_gain < settings.min_gain) {
+      d.reason = "keep: the best plan's step, " + Time(d.best_predicted_s) + ", is " +
+                 Percent(step_gain) + "% below the measured " + Time(measured_s) +
+                 ", less than min_gain " + Percent(settings.min_gain) +
+                 "%: within the model's error";
+    } else {
+      d.switch_plan = true;
+      d.reason = "switch: " + numbers + ", exceeds the switch's " + Time(d.switch_cost_s);
+    }
   }
+  Commit(d, std::move(evaluator));
+  return d;
+}
 
+void Replanning::Commit(const ReplanDecision& d, std::shared_ptr<const Evaluator> evaluator) {
   // Every later prediction sees the new faults and scale.
   state_->faults = d.faults;
   state_->scale = d.scale;
   state_->evaluator = std::move(evaluator);
   state_->log.push_back({std::nullopt, d});
-  return d;
 }
 
 const sim::Faults& Replanning::faults() const { return state_->faults; }

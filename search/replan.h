@@ -20,12 +20,23 @@
 //   scale      = measured / simulate(running plan under the new faults):
 //                what the probe does not explain (a degraded link, the
 //                model's own error) scales every prediction from now on
-//   best       = the search (algorithm, request with the new faults) —
-//                its best plan that `executable` accepts
+//   changed    = the slow ranks differ from those known, or a factor
+//                differs from the known one by more than slow_threshold×
+//   best       = when changed, the search (algorithm, request with the new
+//                faults) — its best plan that `executable` accepts;
+//                otherwise the running plan: it was chosen (or kept) for
+//                these devices, and a difference the probe does not
+//                explain moves every plan's prediction alike, so the
+//                search would only repeat the model's ranking that the
+//                measurement just showed to be off
 //   gain       = (measured − scale × simulate(best)) × steps_left
 //   cost       = the switch's time in memory, costmodel::EstimateSwitchCost
 //                of ComputeReshardTraffic(running → best) on the cluster
-//   switch     = best ≠ running and gain > cost
+//   switch     = best ≠ running, gain > cost, and the best plan's step is
+//                predicted at least min_gain (a fraction) below the
+//                measured one: a smaller gain is within the model's error,
+//                and chasing it makes a run flip between plans on the
+//                probe's noise
 //
 // Every check and every decision is kept in log() with these numbers, in
 // the order they were made.
@@ -59,6 +70,7 @@ struct ReplanSettings {
   std::string algorithm = "exhaustive";  // a registered search algorithm
   double margin = 0.2;           // > 0: measured over predicted × (1 + margin) triggers
   double slow_threshold = 1.15;  // >= 1: probe factors below it are noise
+  double min_gain = 0.1;  // in [0, 1): the least predicted gain per step, a fraction
   // The plans the executor can run on the job's ranks (exec::
   // CheckExecutable for the CLI); empty accepts every plan.
   std::function<Status(const workload::Plan&)> executable;
@@ -121,6 +133,8 @@ class Replanning {
 
  private:
   Replanning() = default;
+  // Records `d` and makes its faults, scale and evaluator the current ones.
+  void Commit(const ReplanDecision& d, std::shared_ptr<const Evaluator> evaluator);
   struct State;
   std::shared_ptr<State> state_;
 };

@@ -27,6 +27,7 @@ namespace orrery::search {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 // Two CPU cores of one node: the shape of `orrery tune`'s cpu-local cluster
@@ -239,7 +240,10 @@ TEST(Replanning, ASwitchThatMovesStateIsPricedAndWeighedAgainstTheGain) {
   EXPECT_FALSE(late->switch_plan);
   EXPECT_THAT(late->reason, HasSubstr("does not exceed the switch's"));
 
-  Result<ReplanDecision> early = r.Decide(3, Pp2Even(), measured, {0.010, 0.030}, 100);
+  // The same probe on a fresh run (on this one the slow device is now
+  // known, so it would keep: see below).
+  Replanning fresh = Create(Settings());
+  Result<ReplanDecision> early = fresh.Decide(3, Pp2Even(), measured, {0.010, 0.030}, 100);
   ASSERT_TRUE(early.ok()) << early.status().message();
   EXPECT_DOUBLE_EQ(early->switch_cost_s, late->switch_cost_s);
   EXPECT_GT(early->gain_s, early->switch_cost_s);
@@ -276,6 +280,51 @@ TEST(Replanning, AProbeWithinTheThresholdFindsNoSlowDeviceAndTheScaleAbsorbsTheD
   Result<MarginCheck> again = r.Check(5, running, 1.3 * predicted);
   ASSERT_TRUE(again.ok());
   EXPECT_FALSE(again->over);
+}
+
+// A second probe that finds the slow device already known (within the
+// threshold) keeps the plan: it was chosen for that device, and the search
+// would only repeat the model's ranking. A factor that moved by more than
+// the threshold searches again.
+TEST(Replanning, TheSlowDeviceAlreadyKnownKeepsThePlanAndANewFactorSearchesAgain) {
+  Replanning r = Create(Settings());
+  const double measured = 2.9 * PredictOrDie(r, Dp2());
+  Result<ReplanDecision> first = r.Decide(2, Dp2(), measured, {0.010, 0.030}, 1000);
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  ASSERT_TRUE(first->switch_plan);
+  const workload::Plan chosen = *first->best;
+
+  const double later = 1.4 * PredictOrDie(r, chosen);
+  Result<ReplanDecision> same = r.Decide(4, chosen, later, {0.010, 0.032}, 500);
+  ASSERT_TRUE(same.ok()) << same.status().message();
+  EXPECT_FALSE(same->switch_plan);
+  EXPECT_EQ(*same->best, chosen);
+  EXPECT_EQ(same->gain_s, 0);
+  EXPECT_THAT(same->reason, StartsWith("keep: the slow devices are those known (slow devices "
+                                       "1:3 before, slow devices 1:3.2 now, within 1.15×)"));
+  EXPECT_EQ(r.faults().slow_devices.front().factor, 3.2);  // recalibrated all the same
+  EXPECT_NEAR(r.scale(), same->scale, 0);
+
+  // Rank 1 now 6× slower: more than 1.15× off the known 3.2, searched again.
+  Result<ReplanDecision> worse = r.Decide(6, chosen, 3 * later, {0.010, 0.060}, 500);
+  ASSERT_TRUE(worse.ok()) << worse.status().message();
+  EXPECT_THAT(worse->reason, Not(HasSubstr("those known")));
+}
+
+// A gain the model predicts below min_gain of the step is within its
+// error: kept, even when it beats the switch's cost.
+TEST(Replanning, AGainBelowMinGainOfTheStepIsKept) {
+  ReplanSettings settings = Settings();
+  settings.min_gain = 0.99;
+  Replanning r = Create(settings);
+  const double measured = 2.9 * PredictOrDie(r, Dp2());
+  Result<ReplanDecision> d = r.Decide(2, Dp2(), measured, {0.010, 0.030}, 1000);
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  ASSERT_TRUE(d->best.has_value());
+  EXPECT_NE(*d->best, Dp2());
+  EXPECT_GT(d->gain_s, d->switch_cost_s);
+  EXPECT_FALSE(d->switch_plan);
+  EXPECT_THAT(d->reason, HasSubstr("less than min_gain 99%: within the model's error"));
 }
 
 TEST(Replanning, PredictionsAfterADecisionSeeTheFaultsAndTheScale) {
@@ -351,6 +400,8 @@ TEST(Replanning, BadSettingsAreInvalidArgumentsNamingTheField) {
       {[](ReplanSettings& s) { s.margin = std::numeric_limits<double>::infinity(); },
        "replan: margin: "},
       {[](ReplanSettings& s) { s.slow_threshold = 0.5; }, "replan: slow_threshold: "},
+      {[](ReplanSettings& s) { s.min_gain = 1; }, "replan: min_gain: "},
+      {[](ReplanSettings& s) { s.min_gain = -0.1; }, "replan: min_gain: "},
       {[](ReplanSettings& s) { s.algorithm = "no-such-search"; }, "replan: algorithm: "},
       {[](ReplanSettings& s) { s.request.faults.slow_devices = {{2, 3.0}}; },
        "replan: faults: "},
