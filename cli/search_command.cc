@@ -39,7 +39,8 @@ constexpr std::string_view kUsage =
     "                 [--time-limit SECONDS] [--seed N] [--samples N] [--analytical]\n"
     "                 [--out plan.json] [--format text|json]\n"
     "  orrery search --model M --cluster C [--nodes N] --phases FILE [--top K]\n"
-    "                 [--analytical] [--out phases-with-plans.json] [...]";
+    "                 [--single-plan-candidates N] [--analytical]\n"
+    "                 [--out phases-with-plans.json] [...]";
 
 constexpr std::string_view kDescription =
     "Searches the hybrid-parallel plans of a model on a cluster for the fastest\n"
@@ -86,10 +87,14 @@ constexpr std::string_view kDescription =
     "path over phases and candidates picks the plans with the least total time,\n"
     "keeping a plan where switching would cost more than it gains. Prints each\n"
     "phase's plan, iteration and phase time, each switch's bytes and time, and\n"
-    "the total against the best single plan for every phase. The phases give\n"
-    "the batch and sequence: --global-batch and --seq-len are refused with\n"
-    "--phases. --out writes the phases file with every phase's chosen plan\n"
-    "filled in, for `orrery execute --phases`.";
+    "the total against the best single plan for the whole schedule: when every\n"
+    "phase runs on one cluster, each phase is searched again (analytically) for\n"
+    "--single-plan-candidates plans (default 50; 0: only the phases' own\n"
+    "candidates), each is scored on every phase, and the least total that runs\n"
+    "in all of them is that plan (a candidate too, so the schedule is never\n"
+    "slower). The phases give the batch and sequence: --global-batch and\n"
+    "--seq-len are refused with --phases. --out writes the phases file with\n"
+    "every phase's chosen plan filled in, for `orrery execute --phases`.";
 
 constexpr std::string_view kExamples =
     "  orrery search --model gpt-1.7b --cluster dgx-a100-80gb --nodes 1 --global-batch 64 \\\n"
@@ -234,6 +239,16 @@ int RunPhaseSearch(const po::variables_map& vm, const search::SearchRequest& bas
   request.schedule = std::move(*schedule);
   request.algorithm = algorithm;
   request.base = base;
+  if (vm.count("single-plan-candidates") > 0) {
+    request.single_plan_candidates = vm["single-plan-candidates"].as<int>();
+    if (request.single_plan_candidates < 0) {
+      return ReportError(kCommand,
+                         InvalidArgumentError("--single-plan-candidates: expected 0 or a "
+                                              "positive integer, got " +
+                                              std::to_string(request.single_plan_candidates)),
+                         io);
+    }
+  }
   const auto start = std::chrono::steady_clock::now();
   const search::ProgressFn progress = [&](double, std::string_view note) {
     if (!note.empty() && !IsQuiet()) {
@@ -283,6 +298,9 @@ int RunSearch(const std::vector<std::string>& args, CommandIo& io) {
        "tokens per sample (default: the model's training sequence length; not with --phases)")
       ("phases", po::value<std::string>()->value_name("FILE"),
        "plan every training phase of FILE (docs/phases.md) and the switches between them")
+      ("single-plan-candidates", po::value<int>()->value_name("N"),
+       "with --phases: plans of each phase's second, analytical search scored on every "
+       "phase for the best single plan (default 50; 0: the phases' own candidates only)")
       ("analytical", po::bool_switch(),
        "rank by the analytical model only, no event simulation (thousands of devices)")
       ("memory-budget", po::value<double>()->value_name("GiB"),
@@ -333,6 +351,11 @@ int RunSearch(const std::vector<std::string>& args, CommandIo& io) {
             io);
       }
     }
+  } else if (vm.count("single-plan-candidates") > 0) {
+    return ReportError(kCommand,
+                       InvalidArgumentError("--single-plan-candidates: only with --phases FILE "
+                                            "(a single search has one shape)"),
+                       io);
   } else if (vm.count("global-batch") == 0) {
     return ReportError(kCommand,
                        InvalidArgumentError("--global-batch is required (or --phases FILE)"), io);

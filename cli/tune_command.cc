@@ -329,6 +329,7 @@ struct Round {
   std::optional<workload::Plan> final_plan;
   std::vector<std::string> faults_searched;
   std::vector<std::string> faults_measured;
+  std::string round_dir;
   // The plan the round's measurement is of.
   const workload::Plan& measured_plan() const { return final_plan ? *final_plan : plan; }
 };
@@ -345,6 +346,11 @@ std::string RoundLine(const Round& r) {
     out << "    searched with the slow devices measured before:";
     for (const std::string& f : r.faults_searched) out << " " << f;
     out << "\n";
+  }
+  if (!r.final_plan.has_value() && !r.faults_measured.empty()) {
+    out << "    its run measured slow devices";
+    for (const std::string& f : r.faults_measured) out << " " << f;
+    out << " and kept its plan (" << r.round_dir << "/execute.json: the decisions)\n";
   }
   if (r.final_plan.has_value()) {
     out << "    re-planned at run time (slow devices";
@@ -375,6 +381,7 @@ Result<std::vector<Round>> Tune(const Settings& s, bool* converged) {
     Round round;
     round.round = r;
     round.calibrated = round_dir + "/calibrated.json";
+    round.round_dir = round_dir;
     LogInfo("tune: round " + std::to_string(r) + ": calibrating from " +
             std::to_string(measurements.size()) + " measurements");
     ORRERY_RETURN_IF_ERROR(CalibrateInto(before, measurements, s.model_arg, round.calibrated));
@@ -539,6 +546,7 @@ Json RoundJson(const Round& r) {
   j["executed"] = r.executed;
   j["calibrated_cluster"] = r.calibrated;
   j["faults_searched"] = r.faults_searched;
+  j["faults_measured"] = r.faults_measured;
   if (r.final_plan.has_value()) {
     Json replanned = Json::object();
     replanned["plan"] = workload::PlanToJson(*r.final_plan);

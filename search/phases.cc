@@ -160,6 +160,8 @@ struct PhaseWork {
   std::shared_ptr<const Evaluator> evaluator;
   std::shared_ptr<const SearchResult> search;
   double search_time_s = 0;
+  SearchRequest request;  // the phase's search
+  int shape_of = 0;       // the first phase of its (cluster, batch, sequence)
 };
 
 // A priced switch.
@@ -310,12 +312,15 @@ Result<PhasePlan> PlanPhases(const PhasePlanningRequest& request, const Progress
     if (const auto it = first_of_shape.find(shape); it != first_of_shape.end()) {
       work[p].evaluator = work[it->second].evaluator;
       work[p].search = work[it->second].search;
+      work[p].request = work[it->second].request;
+      work[p].shape_of = static_cast<int>(it->second);
       report((static_cast<double>(p) + 1) / static_cast<double>(phases),
              "phase " + std::to_string(p + 1) + "/" + std::to_string(phases) + " (" + phase.name +
                  "): same shape as " + schedule.phases[it->second].name + ", search reused");
       continue;
     }
     first_of_shape.emplace(shape, p);
+    work[p].shape_of = static_cast<int>(p);
     SearchRequest search = request.base;
     search.model = request.model;
     search.cluster = work[p].cluster;
@@ -328,6 +333,7 @@ Result<PhasePlan> PlanPhases(const PhasePlanningRequest& request, const Progress
       search.calibration = nullptr;
       search.overlap_slowdown = 0.0;
     }
+    work[p].request = search;
     const std::string label = "phase " + std::to_string(p + 1) + "/" + std::to_string(phases) +
                               " (" + phase.name + ")";
     report(static_cast<double>(p) / static_cast<double>(phases),
@@ -365,6 +371,7 @@ Result<PhasePlan> PlanPhases(const PhasePlanningRequest& request, const Progress
       index_of.emplace(key, static_cast<int>(out.candidates.size()));
       out.candidates.push_back(c.plan);
       out.candidate_found_in.push_back(schedule.phases[p].name);
+      out.candidate_from_single_search.push_back(false);
     }
   }
   for (size_t p = 0; p < phases; ++p) {
@@ -378,51 +385,197 @@ Result<PhasePlan> PlanPhases(const PhasePlanningRequest& request, const Progress
     }
   }
 
-  // Step 2: every candidate on every phase, on one scale.
-  const size_t n = out.candidates.size();
-  // retargeted[c][p]: candidate c in phase p's shape.
-  std::vector<std::vector<workload::Plan>> retargeted(n, std::vector<workload::Plan>(phases));
-  out.scores.assign(n, std::vector<PhaseScore>(phases));
-  for (size_t c = 0; c < n; ++c) {
-    for (size_t p = 0; p < phases; ++p) {
-      retargeted[c][p] =
-          workload::RetargetPlan(out.candidates[c], schedule.phases[p].global_batch_size,
-                                 schedule.phases[p].sequence_length);
-    }
-  }
-  report(-1, "scoring " + std::to_string(n) + " candidate plans on " + std::to_string(phases) +
-                 " phases" + (simulate ? " (event simulation)" : ""));
-  const int64_t pairs = static_cast<int64_t>(n * phases);
-#pragma omp parallel for schedule(dynamic)
-  for (int64_t k = 0; k < pairs; ++k) {
-    const size_t c = static_cast<size_t>(k) / phases;
-    const size_t p = static_cast<size_t>(k) % phases;
-    PhaseScore& score = out.scores[c][p];
-    const workload::Plan& plan = retargeted[c][p];
+  // Step 2: every candidate on every phase, on one scale. `ScoreOn`: one
+  // plan, already re-targeted to phase p, by p's evaluator.
+  auto score_on = [&](const workload::Plan& plan, size_t p, bool simulated) {
+    PhaseScore score;
     const int devices = work[p].cluster.TotalDevices();
     if (DevicesOfPlan(plan) != devices) {
-      score.why_not = "runs on " + std::to_string(DevicesOfPlan(plan)) + " devices, the phase has " +
-                      std::to_string(devices);
-      continue;
+      score.why_not = "runs on " + std::to_string(DevicesOfPlan(plan)) +
+                      " devices, the phase has " + std::to_string(devices);
+      return score;
     }
     Result<Evaluation> e = work[p].evaluator->Score(plan);
-    if (e.ok() && simulate && e->fits) e = work[p].evaluator->Simulate(plan);
+    if (e.ok() && simulated && e->fits) e = work[p].evaluator->Simulate(plan);
     if (!e.ok()) {
       score.why_not = FirstLine(e.status().message());
-      continue;
+      return score;
     }
     score.peak_memory = e->peak_memory;
     score.iteration_time = e->iteration_time;
-    score.simulated = simulate;
+    score.simulated = simulated;
     if (!e->fits) {
-      score.why_not = "peak memory " + FixedText(e->peak_memory.ToGiB(), 1) + " GiB over the budget " +
+      score.why_not = "peak memory " + FixedText(e->peak_memory.ToGiB(), 1) +
+                      " GiB over the budget " +
                       FixedText(work[p].evaluator->memory_budget().ToGiB(), 1) + " GiB";
-      continue;
+      return score;
     }
     score.runs = true;
     score.phase_seconds =
         static_cast<double>(schedule.phases[p].Steps()) * e->iteration_time.ToSeconds();
+    return score;
+  };
+  auto retarget = [&](const workload::Plan& plan, size_t p) {
+    return workload::RetargetPlan(plan, schedule.phases[p].global_batch_size,
+                                  schedule.phases[p].sequence_length);
+  };
+  // retargeted[c][p]: candidate c in phase p's shape. Scores candidates
+  // [from, candidates.size()) on every phase.
+  std::vector<std::vector<workload::Plan>> retargeted;
+  auto score_candidates = [&](size_t from) {
+    const size_t count = out.candidates.size();
+    retargeted.resize(count, std::vector<workload::Plan>(phases));
+    out.scores.resize(count, std::vector<PhaseScore>(phases));
+    for (size_t c = from; c < count; ++c) {
+      for (size_t p = 0; p < phases; ++p) retargeted[c][p] = retarget(out.candidates[c], p);
+    }
+    const int64_t pairs = static_cast<int64_t>((count - from) * phases);
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t k = 0; k < pairs; ++k) {
+      const size_t c = from + static_cast<size_t>(k) / phases;
+      const size_t p = static_cast<size_t>(k) % phases;
+      out.scores[c][p] = score_on(retargeted[c][p], p, simulate);
+    }
+  };
+  report(-1, "scoring " + std::to_string(out.candidates.size()) + " candidate plans on " +
+                 std::to_string(phases) + " phases" + (simulate ? " (event simulation)" : ""));
+  score_candidates(0);
+
+  // Step 5's search: a plan for the whole schedule, when every phase runs
+  // on one cluster (a single plan cannot run on two device counts).
+  bool one_cluster = request.single_plan_candidates > 0;
+  for (size_t p = 1; p < phases && one_cluster; ++p) {
+    one_cluster = work[p].cluster_key == work[0].cluster_key;
   }
+  if (one_cluster) {
+    const auto single_start = std::chrono::steady_clock::now();
+    SinglePlanSearch single;
+    single.plans_per_search = request.single_plan_candidates;
+    // Each phase shape's plans, widened; phases of one shape share them.
+    std::vector<workload::Plan> pool;
+    std::vector<size_t> pool_found_in;
+    std::map<std::string, bool> in_pool;
+    for (size_t p = 0; p < phases; ++p) {
+      if (work[p].shape_of != static_cast<int>(p)) continue;
+      ++single.searches;
+      const size_t want = static_cast<size_t>(request.single_plan_candidates);
+      std::vector<Candidate> found;
+      if (!simulate && work[p].search->plans.size() >= want) {
+        found = work[p].search->plans;  // already as wide, on the same scale
+        ++single.searches_reused;
+      } else {
+        // The algorithm itself, not RunSearch: it returns top_k × 4 plans
+        // (search.h CandidateLimit) by the analytical score, and its work
+        // grows with top_k (galvatron scores max(64, 16 × top_k) plans),
+        // so top_k = ⌈want / 4⌉ gives `want` plans for a quarter of the
+        // search RunSearch would need; RunSearch would keep only top_k.
+        SearchRequest search = work[p].request;
+        search.top_k = static_cast<int>((want + 3) / 4);
+        search.rescore_with_simulator = false;
+        report(-1, "single plan: searching " + schedule.phases[p].name + "'s shape for " +
+                       std::to_string(want) + " plans to try on every phase");
+        Result<std::unique_ptr<SearchAlgorithm>> algorithm =
+            MakeSearchAlgorithm(request.algorithm);
+        Result<Evaluator> evaluator =
+            algorithm.ok() ? Evaluator::Create(search) : Result<Evaluator>(algorithm.status());
+        SearchResult result;
+        Status run = evaluator.ok() ? (*algorithm)->Run(*evaluator, {}, &result)
+                                    : evaluator.status();
+        if (!run.ok()) {
+          return run.WithContext(PhaseLabel(schedule, p) + ": the search for a single plan");
+        }
+        found = std::move(result.plans);
+      }
+      size_t kept = 0;
+      for (const Candidate& c : found) {
+        if (kept >= want) break;
+        if (!c.analytical.fits) continue;
+        ++kept;
+        const std::string key = LayoutKey(c.plan);
+        if (index_of.count(key) > 0 || in_pool.count(key) > 0) continue;
+        in_pool.emplace(key, true);
+        pool.push_back(c.plan);
+        pool_found_in.push_back(p);
+      }
+    }
+    // Every plan on every phase, analytically (the searches' scale).
+    single.plans_scored = static_cast<int>(pool.size());
+    report(-1, "single plan: scoring " + std::to_string(pool.size()) + " plans on " +
+                   std::to_string(phases) + " phases");
+    // Phases of longer sequences, then smaller batches, first: where a
+    // plan is likeliest not to fit or divide, so a plan stops at its first
+    // phase it cannot run in. Evaluator::Evaluate checks the memory model
+    // before the (at thousands of devices, costlier) analytical estimate;
+    // its verdict is Score's.
+    std::vector<size_t> order(phases);
+    for (size_t p = 0; p < phases; ++p) order[p] = p;
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      const workload::TrainingPhase& x = schedule.phases[a];
+      const workload::TrainingPhase& y = schedule.phases[b];
+      if (x.sequence_length != y.sequence_length) return x.sequence_length > y.sequence_length;
+      return x.global_batch_size < y.global_batch_size;
+    });
+    std::vector<double> total(pool.size(), 0.0);
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t k = 0; k < static_cast<int64_t>(pool.size()); ++k) {
+      const size_t c = static_cast<size_t>(k);
+      for (const size_t p : order) {
+        const workload::Plan plan = retarget(pool[c], p);
+        const Evaluator::Outcome o =
+            DevicesOfPlan(plan) == work[p].cluster.TotalDevices()
+                ? work[p].evaluator->Evaluate(plan)
+                : Evaluator::Outcome{Evaluation{}, PruneReason::kInvalid};
+        if (!o.scored() || !o.evaluation.fits) {
+          total[c] = kInfinity;
+          break;
+        }
+        total[c] += static_cast<double>(schedule.phases[p].Steps()) *
+                    o.evaluation.iteration_time.ToSeconds();
+      }
+    }
+    std::vector<size_t> everywhere;
+    for (size_t c = 0; c < pool.size(); ++c) {
+      if (std::isfinite(total[c])) everywhere.push_back(c);
+    }
+    single.run_everywhere = static_cast<int>(everywhere.size());
+    // Least total first; ties in the order found (the searches' order).
+    std::stable_sort(everywhere.begin(), everywhere.end(),
+                     [&](size_t a, size_t b) { return total[a] < total[b]; });
+    if (!everywhere.empty()) {
+      single.best_seconds = total[everywhere.front()];
+      single.best_found_in = schedule.phases[pool_found_in[everywhere.front()]].name;
+    }
+    // What joins the candidates: on the analytical scale the best, when no
+    // candidate already running everywhere is as fast (step 2's scores are
+    // then on the same scale); on the simulator's, the best top_k by the
+    // analytical total, for step 2 to simulate (as RunSearch re-scores a
+    // search's best).
+    size_t keep = simulate ? static_cast<size_t>(std::max(1, request.base.top_k)) : 1;
+    if (!simulate && single.best_seconds.has_value()) {
+      for (size_t c = 0; c < out.candidates.size(); ++c) {
+        double t = 0;
+        for (size_t p = 0; p < phases; ++p) {
+          t += out.scores[c][p].runs ? out.scores[c][p].phase_seconds : kInfinity;
+        }
+        if (t <= *single.best_seconds) keep = 0;
+      }
+    }
+    const size_t first_added = out.candidates.size();
+    for (size_t i = 0; i < everywhere.size() && i < keep; ++i) {
+      const size_t c = everywhere[i];
+      index_of.emplace(LayoutKey(pool[c]), static_cast<int>(out.candidates.size()));
+      out.candidates.push_back(pool[c]);
+      out.candidate_found_in.push_back("single-plan search of " +
+                                       schedule.phases[pool_found_in[c]].name);
+      out.candidate_from_single_search.push_back(true);
+      ++single.added;
+    }
+    if (out.candidates.size() > first_added) score_candidates(first_added);
+    single.seconds = SecondsSince(single_start);
+    out.single_search = single;
+  }
+
+  const size_t n = out.candidates.size();
   std::vector<std::vector<double>> seconds(phases, std::vector<double>(n, kInfinity));
   for (size_t c = 0; c < n; ++c) {
     for (size_t p = 0; p < phases; ++p) {
@@ -680,18 +833,44 @@ std::string PhasePlanToText(const PhasePlanningRequest& request, const PhasePlan
   if (plan.best_single.has_value()) {
     const double single = *plan.best_single_seconds;
     const double saved = single - plan.total_seconds;
+    const size_t b = static_cast<size_t>(*plan.best_single);
     out << "  one plan   " << FixedText(single / kSecondsPerDay, 2) << " days with "
-        << PlanSummary(plan.candidates[static_cast<size_t>(*plan.best_single)])
-        << " in every phase: the phase-wise plans save " << SpanText(saved) << " ("
-        << FixedText(single > 0 ? 100 * saved / single : 0, 2) << "%)\n";
+        << PlanSummary(plan.candidates[b]) << " in every phase: the phase-wise plans save "
+        << SpanText(saved) << " (" << FixedText(single > 0 ? 100 * saved / single : 0, 2)
+        << "%)\n";
+    const bool searched = b < plan.candidate_from_single_search.size() &&
+                          plan.candidate_from_single_search[b];
+    out << "             (plan " << b + 1 << ", found in "
+        << (searched ? "the " + plan.candidate_found_in[b] + "'s shape, for the whole schedule"
+                     : plan.candidate_found_in[b] + "'s own search")
+        << ")\n";
+  } else if (plan.single_search.has_value()) {
+    out << "  one plan   none: no candidate and no plan of the single-plan search runs in "
+           "every phase\n";
   } else {
     out << "  one plan   none: no candidate runs in every phase on the same machines\n";
   }
   double search_s = 0;
   for (const PlannedPhase& p : plan.phases) search_s += p.search_time_s;
-  out << "  searched   " << plan.candidates.size() << " candidate plans from "
+  const size_t added =
+      plan.single_search.has_value() ? static_cast<size_t>(plan.single_search->added) : 0;
+  const size_t own = plan.candidates.size() - added;
+  out << "  searched   " << own << " candidate plans from "
       << plan.phases.size() << (plan.phases.size() == 1 ? " phase" : " phases") << " in "
       << FixedText(search_s, 1) << " s; " << plan.switch_costs_computed << " switches priced\n";
+  if (plan.single_search.has_value()) {
+    const SinglePlanSearch& s = *plan.single_search;
+    out << "  single     " << s.searches << (s.searches == 1 ? " shape" : " shapes")
+        << " searched for " << s.plans_per_search << " plans each";
+    if (s.searches_reused > 0) out << " (" << s.searches_reused << " reused)";
+    out << "; " << s.plans_scored << " more plans scored on every phase, " << s.run_everywhere
+        << " run in all";
+    if (s.best_seconds.has_value()) {
+      out << ", the best " << FixedText(*s.best_seconds / kSecondsPerDay, 2) << " days (from "
+          << s.best_found_in << ")" << (s.added > 0 ? "" : ", no better than a candidate");
+    }
+    out << "; " << FixedText(s.seconds, 1) << " s\n";
+  }
   return out.str();
 }
 
@@ -773,6 +952,8 @@ Json PhasePlanToJson(const PhasePlanningRequest& request, const PhasePlan& plan)
     Json e = Json::object();
     e["summary"] = PlanSummary(plan.candidates[c]);
     e["found_in"] = plan.candidate_found_in[c];
+    e["single_plan_search"] =
+        c < plan.candidate_from_single_search.size() && plan.candidate_from_single_search[c];
     Json scores = Json::array();
     for (const PhaseScore& s : plan.scores[c]) {
       Json x = Json::object();
@@ -794,13 +975,33 @@ Json PhasePlanToJson(const PhasePlanningRequest& request, const PhasePlan& plan)
   if (plan.best_single.has_value()) {
     Json b = Json::object();
     b["candidate"] = *plan.best_single;
-    b["summary"] = PlanSummary(plan.candidates[static_cast<size_t>(*plan.best_single)]);
+    const size_t c = static_cast<size_t>(*plan.best_single);
+    b["summary"] = PlanSummary(plan.candidates[c]);
+    b["found_in"] = plan.candidate_found_in[c];
+    b["from_single_plan_search"] =
+        c < plan.candidate_from_single_search.size() && plan.candidate_from_single_search[c];
     b["total_seconds"] = *plan.best_single_seconds;
     b["total_days"] = *plan.best_single_seconds / kSecondsPerDay;
     b["saving_seconds"] = *plan.best_single_seconds - plan.total_seconds;
     j["best_single"] = std::move(b);
   } else {
     j["best_single"] = nullptr;
+  }
+  if (plan.single_search.has_value()) {
+    const SinglePlanSearch& s = *plan.single_search;
+    Json x = Json::object();
+    x["plans_per_search"] = s.plans_per_search;
+    x["searches"] = s.searches;
+    x["searches_reused"] = s.searches_reused;
+    x["plans_scored"] = s.plans_scored;
+    x["run_everywhere"] = s.run_everywhere;
+    x["added"] = s.added;
+    x["best_seconds"] = s.best_seconds.has_value() ? Json(*s.best_seconds) : Json(nullptr);
+    x["best_found_in"] = s.best_found_in.empty() ? Json(nullptr) : Json(s.best_found_in);
+    x["seconds"] = s.seconds;
+    j["single_plan_search"] = std::move(x);
+  } else {
+    j["single_plan_search"] = nullptr;
   }
   return j;
 }

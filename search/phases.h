@@ -20,9 +20,20 @@
 //      the least total time (phases + switches). Where it keeps a plan
 //      over a phase boundary, the report says why: switching would cost
 //      more than it gains, with both numbers.
-//   5. The best single plan: the candidate with the least total time over
-//      every phase with no switch (nullopt when no candidate runs in every
-//      phase, e.g. the cluster changes), for comparison.
+//   5. The best single plan, for comparison: a plan searched for the whole
+//      schedule, the least total time over every phase with no switch
+//      (nullopt when none runs in every phase, e.g. the cluster changes).
+//      When every phase runs on the same cluster, each phase's shape is
+//      searched again, analytically, for `single_plan_candidates` plans
+//      (a wider net than the phase's own top K: the best plan for a whole
+//      schedule is rarely among one phase's very best, e.g. a long-context
+//      phase's plans are slow at 8K and a short phase's do not fit at
+//      128K); every plan found is scored on every phase (step 2's
+//      evaluators), and the one with the least total that runs in all of
+//      them joins the candidates (the best `base.top_k` of them when the
+//      scale is the event simulator, which re-scores them in step 2), so
+//      the schedule may use it too and is never slower than it. The best
+//      single plan is then the least total over all candidates.
 //
 // The scale: the analytical estimate (sim/analytical.h) when
 // base.rescore_with_simulator is false, the event simulation otherwise
@@ -66,6 +77,11 @@ struct PhasePlanningRequest {
   // fields (budget, precision, calibration, …) come from `base`, whose
   // model, cluster, batch and sequence are overwritten per phase.
   SearchRequest base;
+  // Step 5's search for the best single plan: plans per phase shape, by
+  // the analytical score (the algorithm run with top_k = ⌈N / 4⌉, as it
+  // returns top_k × 4: search.h CandidateLimit). 0: the best single plan is
+  // only the best of the phases' own candidates that runs in every phase.
+  int single_plan_candidates = 50;
   // Resolves a phase's "cluster"/"nodes" (default: topology::ResolveCluster
   // of the name, then WithNodes). Tests inject their own.
   std::function<Result<topology::ClusterSpec>(const workload::TrainingPhase&)> resolve_cluster;
@@ -111,9 +127,27 @@ struct PlannedPhase {
   double search_time_s = 0;
 };
 
+// Step 5's search for a plan for the whole schedule (PhasePlan::single_search).
+struct SinglePlanSearch {
+  int plans_per_search = 0;  // PhasePlanningRequest::single_plan_candidates
+  int searches = 0;          // phase shapes searched (phases of one shape share one)
+  int searches_reused = 0;   // of those, the phase's own search was already as wide
+  int plans_scored = 0;      // plans found that were not already candidates
+  int run_everywhere = 0;    // of those, how many run in every phase
+  int added = 0;             // joined the candidates
+  // The best of those by total (analytical), its total, and the phase
+  // whose search found it; nullopt/empty when none runs everywhere.
+  std::optional<double> best_seconds;
+  std::string best_found_in;
+  double seconds = 0;        // wall time of the searches and the scoring
+};
+
 struct PhasePlan {
   std::vector<workload::Plan> candidates;   // deduplicated, in order of first finding
-  std::vector<std::string> candidate_found_in;  // the phase that found each
+  // The phase that found each; for a candidate of the single-plan search,
+  // "single-plan search of <phase>".
+  std::vector<std::string> candidate_found_in;
+  std::vector<bool> candidate_from_single_search;  // added by step 5's search
   std::vector<std::vector<PhaseScore>> scores;  // [candidate][phase]
   std::vector<PlannedPhase> phases;
   double total_seconds = 0;                 // phases + switches
@@ -123,6 +157,9 @@ struct PhasePlan {
   bool simulated = false;                   // the scale (header)
   std::optional<int> best_single;           // candidate index
   std::optional<double> best_single_seconds;
+  // Step 5's search; nullopt when it did not run (phases on different
+  // clusters or device counts, or single_plan_candidates 0).
+  std::optional<SinglePlanSearch> single_search;
 };
 
 // Steps 1–5. Errors: a phase's cluster that does not resolve or a search

@@ -75,25 +75,26 @@ TEST_F(ReplanCli, TuneFindsTheStragglerAtRunTimeAndSearchesWithIt) {
   Result<Json> report = ParseJson(tune_->out, "tune's report");
   ASSERT_TRUE(report.ok()) << tune_->out;
   const Json& rounds = (*report)["rounds"];
-  ASSERT_GE(rounds.size(), 1u);
-  // Round 0's search knew nothing; its run measured rank 1 slow and
-  // switched to a pipeline giving rank 1 fewer layers.
+  ASSERT_GE(rounds.size(), 2u);
+  // Round 0's search knew nothing; its run measured rank 1 slow.
   EXPECT_TRUE(rounds[0]["faults_searched"].empty());
-  ASSERT_TRUE(rounds[0].contains("replanned")) << DumpJson(rounds[0]);
-  const Json& replanned = rounds[0]["replanned"];
-  ASSERT_EQ(replanned["faults_measured"].size(), 1u);
-  const std::string fault = replanned["faults_measured"][0].get<std::string>();
+  ASSERT_EQ(rounds[0]["faults_measured"].size(), 1u) << DumpJson(rounds[0]);
+  const std::string fault = rounds[0]["faults_measured"][0].get<std::string>();
   EXPECT_EQ(fault.substr(0, 2), "1:") << fault;
   EXPECT_GT(std::stod(fault.substr(2)), 1.5) << fault;
-  EXPECT_LT(StageLayersOfRank(replanned["plan"], 1), 2) << DumpJson(replanned["plan"]);
-  EXPECT_TRUE(std::filesystem::exists(*dir_ + "/round0/final_plan.json"));
-  // Round 1 searched with what round 0 measured.
-  if (rounds.size() > 1) {
-    EXPECT_EQ(rounds[1]["faults_searched"][0], fault);
+  // A switch at run time goes to a pipeline giving rank 1 fewer layers
+  // (whether the run switches depends on the predicted gain: min_gain).
+  if (rounds[0].contains("replanned")) {
+    EXPECT_LT(StageLayersOfRank(rounds[0]["replanned"]["plan"], 1), 2)
+        << DumpJson(rounds[0]["replanned"]);
+    EXPECT_TRUE(std::filesystem::exists(*dir_ + "/round0/final_plan.json"));
   }
+  // Round 1 searched with what round 0 measured.
+  EXPECT_EQ(rounds[1]["faults_searched"][0], fault);
   // Re-planned runs are not traced (a straggler would mis-teach calibrate).
   EXPECT_FALSE(std::filesystem::exists(*dir_ + "/round0/trace/execution_trace.json"));
   EXPECT_THAT(tune_->err, HasSubstr("replan: window 1: measured"));
+  EXPECT_THAT(tune_->err, HasSubstr("probe: rank 1 "));
 }
 
 TEST_F(ReplanCli, ExecuteSwitchesAwayFromAStragglerAndTrainsAsOnePlan) {

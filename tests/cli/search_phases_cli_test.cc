@@ -1,7 +1,9 @@
 // `orrery search --phases`: the per-phase report, --out writing a phases
 // file with every phase's plan that the phases reader takes back, the JSON
-// form, and bad input (a phase's field, --global-batch beside --phases)
-// rejected with exit code 2 and a message naming the file and the field.
+// form, the single-plan search's width (--single-plan-candidates), and bad
+// input (a phase's field, --global-batch beside --phases, a negative width
+// or one without --phases) rejected with exit code 2 and a message naming
+// the file and the field.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -53,6 +55,34 @@ TEST(SearchPhasesCli, PrintsEveryPhaseTheSwitchesAndTheTotals) {
   // Progress on stderr, one line per phase searched.
   EXPECT_THAT(run.err, HasSubstr("phase 1/3 (b8): searching 8 devices"));
   EXPECT_THAT(run.err, HasSubstr("phase 3/3 (b256)"));
+  // The single-plan search ran (default width 50) and says what it did.
+  EXPECT_THAT(run.out, HasSubstr("  single     3 shapes searched for 50 plans each"));
+  EXPECT_THAT(run.err, HasSubstr("single plan: searching b8's shape for 50 plans"));
+}
+
+TEST(SearchPhasesCli, SinglePlanCandidatesSetsTheSearchWidthOrTurnsItOff) {
+  const std::string dir = MakeTempDir("search_phases_single");
+  const std::string path = WritePhases(dir, kRamp);
+  CliRun off = RunOrrery(kCommand + path + " --single-plan-candidates 0 --format json");
+  ASSERT_EQ(off.exit_code, 0) << off.err;
+  Result<Json> j = ParseJson(off.out, "stdout");
+  ASSERT_TRUE(j.ok()) << j.status().message();
+  EXPECT_TRUE((*j)["single_plan_search"].is_null());
+  CliRun narrow = RunOrrery(kCommand + path + " --single-plan-candidates 4 --format json");
+  ASSERT_EQ(narrow.exit_code, 0) << narrow.err;
+  j = ParseJson(narrow.out, "stdout");
+  ASSERT_TRUE(j.ok()) << j.status().message();
+  EXPECT_EQ((*j)["single_plan_search"]["plans_per_search"].get<int>(), 4);
+  EXPECT_EQ((*j)["single_plan_search"]["searches"].get<int>(), 3);
+
+  CliRun negative = RunOrrery(kCommand + path + " --single-plan-candidates -1");
+  EXPECT_EQ(negative.exit_code, 2);
+  EXPECT_THAT(negative.err, HasSubstr("--single-plan-candidates: expected 0 or a positive"));
+  CliRun alone = RunOrrery(
+      "search --model gpt-1.7b --cluster dgx-a100-80gb --nodes 1 --global-batch 8 "
+      "--single-plan-candidates 10");
+  EXPECT_EQ(alone.exit_code, 2);
+  EXPECT_THAT(alone.err, HasSubstr("--single-plan-candidates: only with --phases"));
 }
 
 TEST(SearchPhasesCli, OutWritesThePhasesWithTheirPlansAndJsonAgrees) {

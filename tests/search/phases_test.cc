@@ -2,8 +2,9 @@
 // when a switch costs more than it gains, switch otherwise, infeasible
 // phases, deterministic ties, only the switches the answer needs priced),
 // then PlanPhases end to end on small models and clusters (a sequence
-// length change, a batch ramp-up, a phase with more nodes, other machines)
-// and the planned schedule's round trip through the phases file.
+// length change, a batch ramp-up, a phase with more nodes, other machines,
+// the best single plan searched for the whole schedule) and the planned
+// schedule's round trip through the phases file.
 #include "search/phases.h"
 
 #include <gmock/gmock.h>
@@ -14,6 +15,7 @@
 #include <set>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "core/json.h"
@@ -264,6 +266,8 @@ TEST(PlanPhases, MoreNodesForcesASwitchAndNoSinglePlanRunsThroughout) {
   EXPECT_EQ(plan->phases[0].devices, 8);
   EXPECT_EQ(plan->phases[1].devices, 16);
   EXPECT_FALSE(plan->best_single.has_value());
+  // No plan runs on 8 and 16 devices: the single-plan search is not run.
+  EXPECT_FALSE(plan->single_search.has_value());
   ASSERT_TRUE(plan->phases[1].switch_in.has_value());
   // A candidate of 8 devices cannot run on 16, and says why.
   const PhaseScore& across = plan->scores[static_cast<size_t>(plan->phases[0].chosen)][1];
@@ -293,6 +297,120 @@ TEST(PlanPhases, OtherMachinesNeedACheckpointBandwidth) {
   EXPECT_TRUE(plan->phases[1].machines_change);
   EXPECT_GT(plan->switch_seconds, 0);
   EXPECT_FALSE(plan->best_single.has_value());
+  EXPECT_FALSE(plan->single_search.has_value());
+}
+
+// The best single plan of `request` with the single-plan search off (0)
+// and on (`width`): both answers, each checked for consistency.
+std::pair<PhasePlan, PhasePlan> NarrowAndWide(PhasePlanningRequest request, int width) {
+  request.single_plan_candidates = 0;
+  Result<PhasePlan> narrow = PlanPhases(request);
+  EXPECT_TRUE(narrow.ok()) << narrow.status().message();
+  request.single_plan_candidates = width;
+  Result<PhasePlan> wide = PlanPhases(request);
+  EXPECT_TRUE(wide.ok()) << wide.status().message();
+  if (!narrow.ok() || !wide.ok()) return {};
+  ExpectConsistent(request, *narrow);
+  ExpectConsistent(request, *wide);
+  EXPECT_FALSE(narrow->single_search.has_value());
+  EXPECT_TRUE(wide->single_search.has_value());
+  // The phases' own candidates come first, unchanged; the schedule may
+  // only get faster with the single plan among its candidates.
+  EXPECT_GE(wide->candidates.size(), narrow->candidates.size());
+  for (size_t c = 0; c < narrow->candidates.size(); ++c) {
+    EXPECT_EQ(wide->candidates[c], narrow->candidates[c]);
+    EXPECT_FALSE(wide->candidate_from_single_search[c]);
+  }
+  EXPECT_LE(wide->total_seconds, narrow->total_seconds * (1 + 1e-12));
+  return {std::move(*narrow), std::move(*wide)};
+}
+
+TEST(PlanPhases, TheSinglePlanSearchFindsOneWhereNoCandidateRunsEverywhere) {
+  // Llama 3 8B on 16 H100s: a batch of 3 at 4K (dp must divide 3: dp 1),
+  // then 16 sequences of 64K. Each phase's best plan cannot run in the
+  // other (4K's tp4 pp2 cp2 needs too much memory at 64K; 64K's dp 2 does
+  // not divide 3), so the phases' own candidates have no single plan; a
+  // plan searched for the whole schedule does.
+  PhasePlanningRequest request =
+      RequestOf("llama3-8b", "dgx-h100", 2,
+                {Phase("4k-b3", 10e9, 4096, 3), Phase("64k", 5e9, 65536, 16)});
+  request.base.top_k = 1;
+  const auto [narrow, wide] = NarrowAndWide(request, 20);
+  ASSERT_EQ(wide.phases.size(), 2u);
+  EXPECT_FALSE(narrow.best_single.has_value());
+  ASSERT_TRUE(wide.best_single.has_value());
+  const size_t b = static_cast<size_t>(*wide.best_single);
+  EXPECT_TRUE(wide.candidate_from_single_search[b]);
+  EXPECT_THAT(wide.candidate_found_in[b], HasSubstr("single-plan search of "));
+  for (size_t p = 0; p < 2; ++p) EXPECT_TRUE(wide.scores[b][p].runs) << wide.scores[b][p].why_not;
+  // Its total is the sum of its phases on the one scale.
+  EXPECT_DOUBLE_EQ(*wide.best_single_seconds,
+                   wide.scores[b][0].phase_seconds + wide.scores[b][1].phase_seconds);
+  const SinglePlanSearch& s = *wide.single_search;
+  EXPECT_EQ(s.searches, 2);
+  EXPECT_EQ(s.plans_per_search, 20);
+  EXPECT_GE(s.run_everywhere, 1);
+  EXPECT_EQ(s.added, 1);
+  ASSERT_TRUE(s.best_seconds.has_value());
+  EXPECT_NEAR(*s.best_seconds, *wide.best_single_seconds, 1e-9 * *s.best_seconds);
+  // The reports say where the single plan came from.
+  EXPECT_THAT(PhasePlanToText(request, wide), HasSubstr("'s shape, for the whole schedule"));
+  const Json j = PhasePlanToJson(request, wide);
+  EXPECT_TRUE(j["best_single"]["from_single_plan_search"].get<bool>());
+  EXPECT_EQ(j["single_plan_search"]["added"].get<int>(), 1);
+  EXPECT_TRUE(PhasePlanToJson(request, narrow)["best_single"].is_null());
+}
+
+TEST(PlanPhases, TheSinglePlanSearchIsNeverWorseThanThePhasesOwnCandidates) {
+  // Llama 3 8B, 8K then 64K (the docs' example) with one candidate per
+  // phase: the 64K phase's plan runs at 8K too, but a plan searched for
+  // both phases is faster over the two (a smaller cp, slower at 64K but
+  // faster at 8K, where four times the tokens are).
+  PhasePlanningRequest request =
+      RequestOf("llama3-8b", "dgx-h100", 2,
+                {Phase("8k", 20e9, 8192, 64), Phase("64k", 5e9, 65536, 8)});
+  request.base.top_k = 1;
+  const auto [narrow, wide] = NarrowAndWide(request, 20);
+  ASSERT_TRUE(narrow.best_single.has_value());
+  ASSERT_TRUE(wide.best_single.has_value());
+  EXPECT_LT(*wide.best_single_seconds, *narrow.best_single_seconds);
+  EXPECT_TRUE(wide.candidate_from_single_search[static_cast<size_t>(*wide.best_single)]);
+  // The search's width only adds plans: twice as wide is no worse.
+  request.single_plan_candidates = 40;
+  Result<PhasePlan> wider = PlanPhases(request);
+  ASSERT_TRUE(wider.ok()) << wider.status().message();
+  ASSERT_TRUE(wider->best_single.has_value());
+  EXPECT_LE(*wider->best_single_seconds, *wide.best_single_seconds * (1 + 1e-12));
+}
+
+TEST(PlanPhases, OnTheSimulatorsScaleTheSinglePlanSearchAddsTopKPlans) {
+  // The single-plan search ranks by the analytical model; on the event
+  // simulator's scale its best top_k join the candidates and are
+  // simulated on every phase like the others.
+  PhasePlanningRequest request =
+      RequestOf("gpt-1.7b", "dgx-a100-80gb", 1,
+                {Phase("b8", 1e9, 2048, 8), Phase("b64", 8e9, 2048, 64)});
+  request.base.top_k = 2;
+  request.base.rescore_with_simulator = true;
+  request.single_plan_candidates = 8;
+  Result<PhasePlan> plan = PlanPhases(request);
+  ASSERT_TRUE(plan.ok()) << plan.status().message();
+  ExpectConsistent(request, *plan);
+  EXPECT_TRUE(plan->simulated);
+  ASSERT_TRUE(plan->single_search.has_value());
+  EXPECT_GE(plan->single_search->added, 1);
+  EXPECT_LE(plan->single_search->added, 2);
+  int added = 0;
+  for (size_t c = 0; c < plan->candidates.size(); ++c) {
+    if (!plan->candidate_from_single_search[c]) continue;
+    ++added;
+    for (const PhaseScore& s : plan->scores[c]) {
+      EXPECT_TRUE(s.runs) << s.why_not;
+      EXPECT_TRUE(s.simulated);
+    }
+  }
+  EXPECT_EQ(added, plan->single_search->added);
+  ASSERT_TRUE(plan->best_single.has_value());
 }
 
 TEST(PlanPhases, AClusterThatDoesNotResolveNamesThePhaseAndTheField) {
