@@ -208,6 +208,7 @@ std::string ReportText(const ReplanCommand& c, const exec::ReplanRunResult& r,
       predicted = MillisecondsText(check->predicted_s);
       verdict = std::string(check->over ? "over" : "within") + " (" +
                 SignedPercent(check->measured_s / check->predicted_s - 1) + ")";
+      if (check->over && w.steps_left == 0) verdict += ", no step left to re-plan";
     }
     rows.push_back({std::to_string(w.index),
                     std::to_string(w.first_step) + "-" + std::to_string(last),
