@@ -32,14 +32,13 @@ way. Python 3 standard library only.
 import argparse
 import itertools
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from orrery_run import binary_path, mpirun, run  # noqa: E402
 
 MODEL = "gpt-tiny"
 MICRO_BATCH = 2
@@ -59,28 +58,7 @@ PLANS = [
 ]
 
 
-def binary_path():
-    env = os.environ.get("ORRERY_BINARY")
-    if env:
-        return env
-    return str(REPO_ROOT / "build" / "cli" / "orrery")
 
-
-def mpirun(ranks):
-    cmd = ["mpirun", "-np", str(ranks)]
-    if os.geteuid() == 0:
-        cmd.append("--allow-run-as-root")
-    if ranks > (os.cpu_count() or 1):
-        cmd.append("--oversubscribe")
-    return cmd
-
-
-def run(cmd, timeout):
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if res.returncode != 0:
-        sys.stderr.write(res.stderr)
-        raise SystemExit(f"failed ({res.returncode}): {' '.join(cmd)}")
-    return res.stdout
 
 
 def main():

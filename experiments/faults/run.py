@@ -27,14 +27,13 @@ standard library only.
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from orrery_run import binary_path, mpirun, run  # noqa: E402
 
 MODEL = "gpt-tiny"
 COMMON = ["--global-batch", "16", "--micro-batch", "2"]
@@ -46,25 +45,7 @@ PLANS = [
 FACTORS = [1.5, 2.0]
 
 
-def binary_path():
-    env = os.environ.get("ORRERY_BINARY")
-    return env if env else str(REPO_ROOT / "build" / "cli" / "orrery")
 
-
-def mpirun(ranks):
-    cmd = ["mpirun", "-np", str(ranks)]
-    if os.geteuid() == 0:
-        cmd.append("--allow-run-as-root")
-    if ranks > (os.cpu_count() or 1):
-        cmd.append("--oversubscribe")
-    return cmd
-
-
-def run(cmd, timeout=600):
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if res.returncode != 0:
-        sys.exit(f"run.py: {' '.join(cmd)} failed ({res.returncode}):\n{res.stderr}")
-    return res.stdout
 
 
 def main():

@@ -27,42 +27,20 @@ said. Python 3 standard library only.
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from orrery_run import binary_path, mpirun, run, run_timed  # noqa: E402
 
 MODEL = "gpt-tiny"
 BATCH = ["--global-batch", "8", "--seq-len", "32"]
 FACTORS = [1.0, 2.0, 3.0]
 
 
-def binary_path():
-    env = os.environ.get("ORRERY_BINARY")
-    return env if env else str(REPO_ROOT / "build" / "cli" / "orrery")
 
-
-def mpirun(ranks):
-    cmd = ["mpirun", "-np", str(ranks)]
-    if os.geteuid() == 0:
-        cmd.append("--allow-run-as-root")
-    if ranks > (os.cpu_count() or 1):
-        cmd.append("--oversubscribe")
-    return cmd
-
-
-def run(cmd, timeout=600):
-    start = time.monotonic()
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    wall = time.monotonic() - start
-    if res.returncode != 0:
-        sys.exit(f"run.py: {' '.join(cmd)} failed ({res.returncode}):\n{res.stderr}")
-    return res.stdout, wall
 
 
 def main():
@@ -94,11 +72,11 @@ def main():
         finals, decisions = [], []
         for r in range(args.rounds):
             print(f"# factor {f:g}, round {r + 1}/{args.rounds}", file=sys.stderr)
-            out, wall = run(base + ["--warmup", "0"] + slow)
+            out, wall = run_timed(base + ["--warmup", "0"] + slow)
             report = json.loads(out)
             fixed_train.append(sum(report["iteration_time_s"]["samples"]))
             fixed_wall.append(wall)
-            out, wall = run(base + ["--replan", f"{args.margin:g}", "--replan-window",
+            out, wall = run_timed(base + ["--replan", f"{args.margin:g}", "--replan-window",
                                     str(args.window), "--cluster", str(calibrated)] + slow)
             report = json.loads(out)
             train = sum(sum(w["step_s"]) for w in report["windows"])
