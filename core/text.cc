@@ -51,6 +51,18 @@ std::string ShortNumberText(double v) {
   return buf;
 }
 
+std::string MoneyText(double amount) {
+  char buf[64];
+  if (amount >= 1e6) {
+    std::snprintf(buf, sizeof(buf), "%.2fM", amount / 1e6);
+  } else if (amount >= 1e3) {
+    std::snprintf(buf, sizeof(buf), "%.1fk", amount / 1e3);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%.0f", amount);
+  }
+  return buf;
+}
+
 std::string MillisecondsText(double seconds) { return FixedText(1e3 * seconds, 3) + " ms"; }
 
 std::string SpanText(double seconds) {

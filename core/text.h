@@ -28,6 +28,10 @@ std::string FixedText(double v, int digits);
 // "400", "2.5", "1.23e+06". For CSV cells and flags written back.
 std::string ShortNumberText(double v);
 
+// An amount for a table, in three significant figures or so: "355",
+// "4.1k", "1.05M".
+std::string MoneyText(double amount);
+
 // Milliseconds with three decimals: 0.0412 → "41.200 ms".
 std::string MillisecondsText(double seconds);
 

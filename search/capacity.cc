@@ -975,19 +975,10 @@ std::string RowsToText(const CapacitySettings& settings, const std::vector<Capac
   std::vector<std::vector<std::string>> cells = {head};
   auto opt = [](const std::optional<double>& v) { return v.has_value() ? FixedText(*v, 1) : "-"; };
   for (const CapacityRow& r : rows) {
-    char cost[64];
-    const double c = r.figures.cost;
-    if (c >= 1e6) {
-      std::snprintf(cost, sizeof(cost), "%.2fM", c / 1e6);
-    } else if (c >= 1e3) {
-      std::snprintf(cost, sizeof(cost), "%.1fk", c / 1e3);
-    } else {
-      std::snprintf(cost, sizeof(cost), "%.0f", c);
-    }
     std::vector<std::string> row = {
         r.name, std::to_string(r.devices), r.found ? std::to_string(r.devices_used) : "-",
         ShortNumberText(r.knobs.nic_gbps), r.found ? FixedText(r.figures.days, 1) : "-",
-        r.found ? cost : "-", r.found ? FixedText(100 * r.figures.mfu, 1) + "%" : "-", r.bound,
+        r.found ? MoneyText(r.figures.cost) : "-", r.found ? FixedText(100 * r.figures.mfu, 1) + "%" : "-", r.bound,
         opt(r.days_nic_x2), opt(r.days_memory_x2), opt(r.days_devices_x2)};
     for (const CapacityRow::Fault& f : r.faults) {
       row.push_back(f.slowdown.has_value() ? "+" + FixedText(100 * (*f.slowdown - 1), 1) + "%" : "-");

@@ -33,19 +33,6 @@ constexpr double kSecondsPerHour = 3600.0;
 
 
 
-// "4.1k", "1.05M", "355": a cost in the table.
-std::string Money(double c) {
-  char buf[64];
-  if (c >= 1e6) {
-    std::snprintf(buf, sizeof(buf), "%.2fM", c / 1e6);
-  } else if (c >= 1e3) {
-    std::snprintf(buf, sizeof(buf), "%.1fk", c / 1e3);
-  } else {
-    std::snprintf(buf, sizeof(buf), "%.0f", c);
-  }
-  return buf;
-}
-
 
 std::string CsvOptional(const std::optional<double>& v) {
   return v.has_value() ? ShortNumberText(*v) : "";
@@ -309,7 +296,7 @@ std::string PhasedRowsToText(const PhasedCapacitySettings& settings,
          std::to_string(r.switches), r.switches > 0 ? SpanText(r.switch_seconds) : "-",
          r.best_single_seconds.has_value() ? FixedText(*r.best_single_seconds / kSecondsPerDay, 2)
                                            : "none",
-         saving.has_value() ? FixedText(*saving, 2) + "%" : "-", Money(r.cost), PlansLine(r)});
+         saving.has_value() ? FixedText(*saving, 2) + "%" : "-", MoneyText(r.cost), PlansLine(r)});
   }
   out << FormatColumns(cells, 2);
   out << "\n  days: every phase plus every switch; one plan d: the best single plan run in\n"

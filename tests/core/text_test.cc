@@ -52,6 +52,12 @@ TEST(ShortNumberText, GivesTheShortestOfTenSignificantDigits) {
   EXPECT_EQ(ShortNumberText(1.0 / 3), "0.3333333333");
 }
 
+TEST(MoneyText, KeepsAboutThreeFigures) {
+  EXPECT_EQ(MoneyText(355.4), "355");
+  EXPECT_EQ(MoneyText(4123), "4.1k");
+  EXPECT_EQ(MoneyText(1.054e6), "1.05M");
+}
+
 TEST(MillisecondsText, HasThreeDecimals) {
   EXPECT_EQ(MillisecondsText(0.0412), "41.200 ms");
   EXPECT_EQ(MillisecondsText(2), "2000.000 ms");
